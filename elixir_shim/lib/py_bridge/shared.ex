@@ -1,0 +1,102 @@
+defmodule PyBridge.Shared do
+  @moduledoc false
+  # Validation and result shaping shared by every serving, following
+  # Bumblebee's rules: a list is a batch, anything else one item; bad input
+  # raises ArgumentError in the caller, worded as Bumblebee words it.
+
+  @doc false
+  # Turns a caller's input into {items, multi?}, validating each item.
+  @spec batch!(term(), (term() -> {:ok, term()} | {:error, String.t()})) :: {[term()], boolean()}
+  def batch!(input, validate) when is_list(input) do
+    if input == [] do
+      raise ArgumentError, "invalid input, expected a non-empty list of inputs, got: []"
+    end
+
+    items =
+      Enum.map(input, fn item ->
+        case validate.(item) do
+          {:ok, item} -> item
+          {:error, message} -> raise ArgumentError, "invalid input in the batch, #{message}"
+        end
+      end)
+
+    {items, true}
+  end
+
+  def batch!(input, validate) do
+    case validate.(input) do
+      {:ok, item} -> {[item], false}
+      {:error, message} -> raise ArgumentError, "invalid input, #{message}"
+    end
+  end
+
+  @doc false
+  @spec normalize_output([term()], boolean()) :: term()
+  def normalize_output(outputs, true), do: outputs
+  def normalize_output([output], false), do: output
+
+  @doc false
+  @spec validate_text(term()) :: {:ok, String.t()} | {:error, String.t()}
+  def validate_text(text) when is_binary(text) do
+    if String.valid?(text),
+      do: {:ok, text},
+      else:
+        {:error,
+         "expected a valid UTF-8 string, got a binary that is not: #{inspect(text, limit: 20)}"}
+  end
+
+  def validate_text(other), do: {:error, "expected a string, got: #{inspect(other, limit: 20)}"}
+
+  @doc false
+  # Options are checked at the door, like Bumblebee's Keyword.validate!/2.
+  @spec validate_options!(keyword(), keyword() | [atom()]) :: keyword()
+  def validate_options!(opts, allowed) when is_list(opts), do: Keyword.validate!(opts, allowed)
+
+  @doc false
+  # Bumblebee's :compile: text servings need both keys, others batch_size only.
+  @spec compile!(keyword() | nil, [atom()]) :: keyword() | nil
+  def compile!(nil, _required), do: nil
+
+  def compile!(compile, required) when is_list(compile) do
+    compile = Keyword.validate!(compile, required)
+
+    case required -- Keyword.keys(compile) do
+      [] ->
+        compile
+
+      missing ->
+        raise ArgumentError, "missing keys #{inspect(missing)} in keyword list (:compile)"
+    end
+  end
+
+  def compile!(other, _required),
+    do: raise(ArgumentError, "expected :compile to be a keyword list, got: #{inspect(other)}")
+
+  @doc false
+  @spec require_architecture!(map(), [atom()]) :: :ok
+  def require_architecture!(%{spec: %{architecture: architecture}}, allowed) do
+    unless architecture in allowed do
+      raise ArgumentError,
+            "expected a model with architecture #{Enum.map_join(allowed, " or ", &inspect/1)}, " <>
+              "got #{inspect(architecture)}"
+    end
+
+    :ok
+  end
+
+  @doc false
+  @spec one_of!(term(), [term()], atom()) :: term()
+  def one_of!(value, allowed, option) do
+    unless value in allowed do
+      raise ArgumentError,
+            "expected #{inspect(option)} to be one of #{Enum.map_join(allowed, ", ", &inspect/1)}, got: #{inspect(value)}"
+    end
+
+    value
+  end
+
+  @doc false
+  @spec sequence_length(keyword() | nil) :: pos_integer() | [pos_integer()] | nil
+  def sequence_length(nil), do: nil
+  def sequence_length(compile), do: compile[:sequence_length]
+end

@@ -1,0 +1,40 @@
+defmodule PyBridge.LoadingTest do
+  use ExUnit.Case, async: true
+
+  describe "load_model/2" do
+    test "returns {:error, message} for a directory that does not exist" do
+      assert {:error, message} = PyBridge.load_model({:local, "/nonexistent/model"})
+      assert message =~ "not found"
+    end
+
+    test "returns {:error, message} for a hub repository that is not available offline" do
+      assert {:error, message} = PyBridge.load_model({:hf, "nobody/no-such-model", offline: true})
+      assert message =~ "nobody/no-such-model"
+    end
+
+    test "raises for a repository in no known form" do
+      assert_raise ArgumentError, ~r/expected repository to be either/, fn ->
+        PyBridge.load_model("bert-base-uncased")
+      end
+    end
+
+    test "raises for unknown hub options and unknown load options" do
+      assert_raise ArgumentError, fn -> PyBridge.load_model({:hf, "a/b", branch: "main"}) end
+      assert_raise ArgumentError, fn -> PyBridge.load_model({:local, "/tmp"}, colour: :red) end
+    end
+
+    test "the bundled model answers for its hub id" do
+      assert {:ok, %{spec: spec, model: %PyBridge.Model{}, params: nil}} =
+               PyBridge.load_model({:hf, "sentence-transformers/all-MiniLM-L6-v2"})
+
+      assert spec.architecture == :base
+      assert spec.model_type == "bert"
+    end
+  end
+
+  describe "load_tokenizer/2" do
+    test "returns {:error, message} for a directory that does not exist" do
+      assert {:error, _message} = PyBridge.load_tokenizer({:local, "/nonexistent/model"})
+    end
+  end
+end

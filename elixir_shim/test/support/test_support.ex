@@ -1,0 +1,70 @@
+defmodule PyBridge.TestSupport do
+  @moduledoc false
+  # Helpers for tests that need real models and independent reference values.
+
+  @repo_root Path.expand("../../..", __DIR__)
+
+  def repo_root, do: @repo_root
+
+  def python do
+    System.get_env("PYBRIDGE_PYTHON") || Path.join(@repo_root, ".venv/bin/python")
+  end
+
+  @doc "Builds (or finds in the cache) a tiny random-weight model; returns its directory."
+  def tiny_model(name) do
+    {out, 0} =
+      System.cmd(python(), [Path.join(@repo_root, "tests/tiny_models.py"), name], env: env())
+
+    out |> String.split("\n", trim: true) |> List.last()
+  end
+
+  @doc """
+  Reference values computed by transformers / sentence-transformers directly
+  (tests/reference.py), decoded from the ETF term the script writes.
+  """
+  def reference(args) do
+    {out, 0} =
+      System.cmd(python(), [Path.join(@repo_root, "tests/reference.py") | args], env: env())
+
+    :erlang.binary_to_term(out)
+  end
+
+  @doc "A fake worker program from test/support/workers, run by the venv's Python."
+  def fake_worker(name) do
+    [python(), Path.join([@repo_root, "elixir_shim/test/support/workers", name <> ".py"])]
+  end
+
+  def os_alive?(os_pid) do
+    match?({_, 0}, System.cmd("kill", ["-0", Integer.to_string(os_pid)], stderr_to_stdout: true))
+  end
+
+  def wait_until(fun, timeout \\ 5_000) do
+    deadline = System.monotonic_time(:millisecond) + timeout
+    do_wait(fun, deadline)
+  end
+
+  defp do_wait(fun, deadline) do
+    cond do
+      fun.() ->
+        true
+
+      System.monotonic_time(:millisecond) > deadline ->
+        false
+
+      true ->
+        Process.sleep(50)
+        do_wait(fun, deadline)
+    end
+  end
+
+  def cosine(a, b) do
+    dot = Enum.zip(a, b) |> Enum.map(fn {x, y} -> x * y end) |> Enum.sum()
+    dot / (norm(a) * norm(b))
+  end
+
+  defp norm(v), do: :math.sqrt(Enum.reduce(v, 0.0, &(&1 * &1 + &2)))
+
+  defp env do
+    [{"HF_HUB_OFFLINE", "1"}, {"TRANSFORMERS_OFFLINE", "1"}]
+  end
+end
