@@ -1,0 +1,4 @@
+[
+  import_deps: [],
+  inputs: ["{mix,.formatter}.exs", "{config,lib,test}/**/*.{ex,exs}"]
+]
