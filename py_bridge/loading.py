@@ -95,6 +95,7 @@ def _download(ref: ModelRef) -> Path:
         RevisionNotFoundError,
     )
 
+    assert ref.model is not None  # resolve() sends the bundled model elsewhere
     ignore = UNUSED_PATTERNS + ([] if ref.allow_pickle else PICKLE_PATTERNS)
     allow = [f"{ref.subdir}/*"] if ref.subdir else None
     try:
@@ -110,11 +111,15 @@ def _download(ref: ModelRef) -> Path:
             )
         )
     except RepositoryNotFoundError as exc:
-        raise ModelNotFoundError(f"repository not found: {ref.model} (private repositories need an auth token)") from exc
+        raise ModelNotFoundError(
+            f"repository not found: {ref.model} (private repositories need an auth token)"
+        ) from exc
     except RevisionNotFoundError as exc:
         raise ModelNotFoundError(f"revision not found: {ref.revision} in {ref.model}") from exc
     except GatedRepoError as exc:
-        raise ModelNotFoundError(f"cannot access gated repository {ref.model}: accept its terms and pass an auth token") from exc
+        raise ModelNotFoundError(
+            f"cannot access gated repository {ref.model}: accept its terms and pass an auth token"
+        ) from exc
     except LocalEntryNotFoundError as exc:
         raise ModelNotFoundError(
             f"{ref.model} is not in the local cache and the hub is offline or unreachable; "
@@ -245,7 +250,8 @@ class LoadedModel:
         try:
             model = auto_class.from_pretrained(str(self.path), **self.from_pretrained_kwargs())
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise ModelLoadError(f"cannot load {type(auto_class).__name__ if not isinstance(auto_class, type) else auto_class.__name__} from {self.path}: {exc}", python_type=type(exc).__name__) from exc
+            name = getattr(auto_class, "__name__", type(auto_class).__name__)
+            raise ModelLoadError(f"cannot load {name} from {self.path}: {exc}", python_type=type(exc).__name__) from exc
         return model.to(self.device).eval()
 
     def load_tokenizer(self, **kwargs: Any) -> Any:
@@ -254,4 +260,6 @@ class LoadedModel:
         try:
             return AutoTokenizer.from_pretrained(str(self.path), trust_remote_code=self.ref.trust_remote_code, **kwargs)
         except (OSError, ValueError, KeyError) as exc:
-            raise ModelLoadError(f"cannot load a tokenizer from {self.path}: {exc}", python_type=type(exc).__name__) from exc
+            raise ModelLoadError(
+                f"cannot load a tokenizer from {self.path}: {exc}", python_type=type(exc).__name__
+            ) from exc

@@ -51,9 +51,8 @@ class Tensor:
             raise BadInputError(f"tensor shape must be a tuple of non-negative integers, got: {self.shape!r}")
         expected = prod(self.shape) * self.type[1] // 8
         if memoryview(self.data).nbytes != expected:
-            raise BadInputError(
-                f"tensor of type {self.type} and shape {self.shape} needs {expected} bytes, got {memoryview(self.data).nbytes}"
-            )
+            got = memoryview(self.data).nbytes
+            raise BadInputError(f"tensor of type {self.type} and shape {self.shape} needs {expected} bytes, got {got}")
 
     @property
     def nbytes(self) -> int:

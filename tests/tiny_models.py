@@ -1,0 +1,360 @@
+"""Tiny random-weight models, built offline and deterministically, for tests.
+
+No model hub is reachable from the test machines, so every task except
+embeddings (which has the bundled all-MiniLM-L6-v2) is tested on models built
+here from a ``transformers`` config, fixed seeds and a locally built tokenizer.
+Each build takes well under a second and a few hundred KiB.
+
+Two choices make the models useful as test subjects:
+
+* ``initializer_range=0.2`` (ten times the default). With the default init
+  every output is nearly uniform and barely depends on the input, so labels
+  and rankings would hinge on ties 1e-4 apart.
+* The WordPiece vocabulary holds multi-byte words ("café", "naïve", "zürich",
+  "東", "京") and keeps accents, so character offsets and UTF-8 byte offsets
+  differ and byte-offset code is really exercised.
+
+Models are cached in ``$PYBRIDGE_CACHE_DIR`` (default ``<repo>/.cache/tiny_models``)
+in a directory named ``<name>-<hash>``, where the hash covers the builder's
+source, the shared helpers and the library versions: editing a builder or
+upgrading transformers rebuilds it, and nothing else does. A build happens in
+a temporary directory that is renamed into place, so concurrent test processes
+never see a half-written model.
+
+From Python::
+
+    from tests.tiny_models import tiny_model
+    path = tiny_model("bert_sequence_classification")
+
+From a shell (the Elixir tests do this), one path per line on stdout::
+
+    python tests/tiny_models.py bert_base bert_masked_lm
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+import random
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# -- shared ingredients ---------------------------------------------------------
+
+#: Common lowercase words of the WordPiece vocabulary. Test sentences are made
+#: of these so that they tokenize into real words rather than [UNK].
+WORDS = """
+the a an is are was were be been am i you he she it we they me my your his her its our their this that these those
+and or but not no yes if then so of in on at to from by for with about as into over after before under between
+what who where when why how which there here all some any each every one two three many much more most very
+love loved hate good bad great terrible awful nice happy sad movie film book song food weather day night time
+year people man woman child city country world work home house car road water fire tree cat dog bird fish
+capital paris france berlin germany london england rome italy new york john smith mary jane alice bob apple
+google company lives live lived born visit visited play played go went see saw make made think know like say
+said get got come came take took give gave find found tell told ask asked feel felt seem leave call run
+question answer context text sentence word example document query relevant passage search judge true false
+""".split()
+
+#: Multi-byte words, kept whole (accents are not stripped) so that byte
+#: offsets and character offsets differ. CJK characters are always split one
+#: per token by the BERT pre-tokenizer, hence single characters.
+MULTIBYTE_WORDS = ["café", "naïve", "zürich", "münchen", "señor", "東", "京", "é", "ü", "ï", "ñ"]
+
+SUBWORD_SUFFIXES = ["s", "ed", "ing", "ly", "er", "est", "ion", "é", "ü", "ï", "ñ"]
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+PUNCTUATION = list(".,!?;:'\"()-/")
+
+NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]
+
+
+def _wordpiece_vocab() -> dict[str, int]:
+    """A small BERT vocabulary: specials, characters, ##-pieces and words."""
+    chars = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)]
+    tokens = SPECIAL_TOKENS + chars + [f"##{c}" for c in chars] + PUNCTUATION
+    tokens += [f"##{s}" for s in SUBWORD_SUFFIXES] + WORDS + MULTIBYTE_WORDS
+    vocab: dict[str, int] = {}
+    for token in tokens:
+        vocab.setdefault(token, len(vocab))
+    return vocab
+
+
+def _bert_tokenizer() -> Any:
+    from transformers import BertTokenizer
+
+    # strip_accents=False keeps "café" as one multi-byte token; with the BERT
+    # default (strip when lowercasing) it would become "cafe".
+    return BertTokenizer(vocab=_wordpiece_vocab(), do_lower_case=True, strip_accents=False, model_max_length=128)
+
+
+def _bert_config(**overrides: Any) -> Any:
+    from transformers import BertConfig
+
+    settings: dict[str, Any] = {
+        "vocab_size": len(_wordpiece_vocab()),
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 128,
+        "initializer_range": 0.2,
+        "pad_token_id": 0,
+    }
+    settings.update(overrides)
+    return BertConfig(**settings)
+
+
+def _labels(names: list[str]) -> dict[str, Any]:
+    return {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+
+
+def _build_bert(out: Path, model_class_name: str, **config: Any) -> None:
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    model = getattr(transformers, model_class_name)(_bert_config(**config))
+    model.save_pretrained(out)
+    _bert_tokenizer().save_pretrained(out)
+
+
+def _byte_level_bpe(corpus: list[str], vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Train a byte-level BPE (GPT-2 / Qwen style) on a fixed corpus."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tokenizer.train_from_iterator(corpus, trainer)
+    model = json.loads(tokenizer.to_str())["model"]
+    # to_str() writes merges as two-element lists; the tokenizer classes want tuples.
+    return model["vocab"], [tuple(m) for m in model["merges"]]
+
+
+def _corpus(seed: int, sentences: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(sentences)]
+
+
+# -- builders -------------------------------------------------------------------
+
+Builder = Callable[[Path], None]
+BUILDERS: dict[str, Builder] = {}
+
+
+def _builder(fn: Builder) -> Builder:
+    BUILDERS[fn.__name__] = fn
+    return fn
+
+
+@_builder
+def bert_sequence_classification(out: Path) -> None:
+    """BertForSequenceClassification with labels NEGATIVE/POSITIVE."""
+    _build_bert(out, "BertForSequenceClassification", **_labels(["NEGATIVE", "POSITIVE"]))
+
+
+@_builder
+def bert_sequence_classification_3labels(out: Path) -> None:
+    """BertForSequenceClassification with three labels, for top_k and ordering tests."""
+    _build_bert(out, "BertForSequenceClassification", **_labels(["negative", "neutral", "positive"]))
+
+
+@_builder
+def bert_base(out: Path) -> None:
+    """BertModel (with pooler), for embeddings."""
+    _build_bert(out, "BertModel")
+
+
+@_builder
+def bert_token_classification(out: Path) -> None:
+    """BertForTokenClassification with the nine CoNLL BIO labels."""
+    _build_bert(out, "BertForTokenClassification", **_labels(NER_LABELS))
+
+
+@_builder
+def bert_masked_lm(out: Path) -> None:
+    """BertForMaskedLM."""
+    _build_bert(out, "BertForMaskedLM")
+
+
+@_builder
+def bert_question_answering(out: Path) -> None:
+    """BertForQuestionAnswering."""
+    _build_bert(out, "BertForQuestionAnswering")
+
+
+@_builder
+def bert_nli(out: Path) -> None:
+    """An NLI classifier for zero-shot classification.
+
+    Entailment is deliberately not index 0 (MNLI checkpoints commonly order
+    contradiction, neutral, entailment), so code that assumes its position fails.
+    """
+    _build_bert(out, "BertForSequenceClassification", **_labels(["contradiction", "neutral", "entailment"]))
+
+
+@_builder
+def bert_cross_encoder(out: Path) -> None:
+    """A one-logit BertForSequenceClassification, shaped like ms-marco cross-encoders."""
+    _build_bert(out, "BertForSequenceClassification", num_labels=1)
+
+
+@_builder
+def qwen3_causal_lm(out: Path) -> None:
+    """Qwen3ForCausalLM with a byte-level BPE, shaped like a Qwen3 reranker.
+
+    "yes" and "no" are single tokens (the reranker reads their logits), the
+    chat markers are special tokens, and ``<think>``/``</think>`` plain added
+    tokens. Left padding is passed to the constructor: set as an attribute
+    afterwards it is not saved, and batched last-position logits would then
+    belong to pad tokens.
+    """
+    import torch
+    from transformers import Qwen2Tokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    prompt_words = (
+        "Judge whether the Document meets the requirements based on the Query and the Instruct provided. "
+        'Note that the answer can only be "yes" or "no". Given a web search query, retrieve relevant '
+        "passages that answer the query"
+    )
+    # The answers also stand alone (no leading space), as the reranker reads them.
+    corpus = _corpus(seed=1, sentences=400) + [prompt_words] * 5 + ["yes", "no", "yes no"] * 50
+    vocab, merges = _byte_level_bpe(corpus, vocab_size=500)
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=merges,  # type: ignore[arg-type]  # tuples, as tokenizers' BPE takes them
+        unk_token=None,  # type: ignore[arg-type]  # byte-level BPE never needs one
+        pad_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        extra_special_tokens=["<|im_start|>"],
+        padding_side="left",
+        model_max_length=256,
+    )
+    tokenizer.add_tokens(["<think>", "</think>"])
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    torch.manual_seed(0)
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        # The default head_dim of 128 would make this "tiny" model 4x larger.
+        head_dim=8,
+        max_position_embeddings=256,
+        initializer_range=0.2,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    Qwen3ForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+# -- cache ----------------------------------------------------------------------
+
+_SHARED_HELPERS: tuple[Callable[..., Any], ...] = (
+    _wordpiece_vocab,
+    _bert_tokenizer,
+    _bert_config,
+    _labels,
+    _build_bert,
+    _byte_level_bpe,
+    _corpus,
+)
+
+
+def cache_dir() -> Path:
+    """Where built models live: ``$PYBRIDGE_CACHE_DIR`` or ``<repo>/.cache/tiny_models``."""
+    configured = os.environ.get("PYBRIDGE_CACHE_DIR")
+    return Path(configured).expanduser() if configured else REPO_ROOT / ".cache" / "tiny_models"
+
+
+def fingerprint(name: str) -> str:
+    """A short hash of everything a build depends on.
+
+    It covers the builder's source, the shared helpers and vocabulary, and the
+    versions of the libraries that write the files, so any of those changing
+    yields a new directory (and the old one is simply never used again).
+    """
+    parts = [inspect.getsource(BUILDERS[name])]
+    parts += [inspect.getsource(helper) for helper in _SHARED_HELPERS]
+    parts += [repr((WORDS, MULTIBYTE_WORDS, SUBWORD_SUFFIXES, SPECIAL_TOKENS, PUNCTUATION, NER_LABELS))]
+    parts += [f"{dist}=={metadata.version(dist)}" for dist in ("torch", "transformers", "tokenizers")]
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:12]
+
+
+def tiny_model(name: str) -> Path:
+    """The directory of tiny model ``name``, building it first if needed."""
+    if name not in BUILDERS:
+        raise KeyError(f"unknown tiny model {name!r}; known: {', '.join(sorted(BUILDERS))}")
+    root = cache_dir()
+    final = root / f"{name}-{fingerprint(name)}"
+    if (final / "config.json").is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    try:
+        logger.info("building tiny model %s in %s", name, final)
+        from transformers.utils import logging as hf_logging
+
+        # The "Writing model shards" bar is noise in test output.
+        hf_logging.disable_progress_bar()
+        BUILDERS[name](tmp)
+        # save_pretrained writes weights with mode 0600; the Elixir tests may
+        # run as another user, and mkdtemp made the directory 0700.
+        for path in tmp.iterdir():
+            path.chmod(0o644)
+        tmp.chmod(0o755)
+        try:
+            tmp.rename(final)
+        except OSError:
+            # Another process finished the same build first; its copy is identical.
+            if not (final / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def main(argv: list[str]) -> int:
+    """Build the named models (``all`` for every one) and print one path per line."""
+    if not argv or argv[0] in ("-h", "--help"):
+        sys.stderr.write(f"usage: tiny_models.py NAME... | all\nknown: {' '.join(sorted(BUILDERS))}\n")
+        return 2
+    names = sorted(BUILDERS) if argv == ["all"] else argv
+    unknown = [n for n in names if n not in BUILDERS]
+    if unknown:
+        sys.stderr.write(f"unknown tiny model(s): {', '.join(unknown)}; known: {' '.join(sorted(BUILDERS))}\n")
+        return 2
+    for name in names:
+        sys.stdout.write(f"{tiny_model(name)}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    sys.exit(main(sys.argv[1:]))
