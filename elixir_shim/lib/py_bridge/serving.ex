@@ -94,7 +94,8 @@ defmodule PyBridge.Serving do
 
   @doc false
   @spec new(PyBridge.Model.t(), atom(), map()) :: t()
-  def new(model, task, options), do: %__MODULE__{model: model, task: task, options: options}
+  def new(model, task, options),
+    do: %__MODULE__{model: model, task: task, options: PyBridge.Tensor.deep_to_wire(options)}
 
   @doc """
   Sets the function that turns a caller's input into `{items, info}`.
@@ -299,6 +300,8 @@ defmodule PyBridge.Serving do
 
   defp do_batched_run(pid, name, input, config, timeout) do
     {items, info} = config.preprocess.(input)
+    # Nx tensors in the items become the wire's struct here, in the caller.
+    items = Tensor.deep_to_wire(items)
     key = if config.streaming, do: :stream, else: :default
     ref = :erlang.monitor(:process, pid, alias: :demonitor)
     send(pid, {:run, ref, self(), items, key})
@@ -374,7 +377,7 @@ defmodule PyBridge.Serving do
   defp default_postprocessing({[result], :single}), do: result
 
   defp span(name, fun) do
-    if Code.ensure_loaded?(:telemetry) do
+    if PyBridge.Optional.available?(:telemetry) do
       apply(:telemetry, :span, [
         [:py_bridge, :serving, :execute],
         %{name: name},

@@ -114,14 +114,33 @@ defmodule PyBridge.Tensor do
 
   @doc """
   Converts an `Nx.Tensor` (any backend) to a `PyBridge.Tensor`. Requires Nx.
+
+  A tensor on `Nx.BinaryBackend` keeps its binary: nothing is copied. One on
+  another backend (EXLA, Torchx) is read back to the host once.
+
+  Raises `ArgumentError` for a vectorized tensor or a type the wire does not
+  carry (complex numbers, 8-bit floats, sub-byte integers).
   """
   @spec from_nx(struct()) :: t()
   def from_nx(%{__struct__: Nx.Tensor} = tensor) do
     ensure_nx!()
 
+    if Map.get(tensor, :vectorized_axes, []) != [] do
+      raise ArgumentError,
+            "expected a tensor that is not vectorized, got one with vectorized axes " <>
+              "#{inspect(tensor.vectorized_axes)}; call Nx.devectorize/2 first"
+    end
+
+    type = apply(Nx, :type, [tensor])
+
+    unless type in @types do
+      raise ArgumentError,
+            "cannot send a tensor of type #{inspect(type)} to the worker, expected one of #{inspect(@types)}"
+    end
+
     %__MODULE__{
       data: apply(Nx, :to_binary, [tensor]),
-      type: apply(Nx, :type, [tensor]),
+      type: type,
       shape: apply(Nx, :shape, [tensor])
     }
   end
@@ -130,7 +149,7 @@ defmodule PyBridge.Tensor do
   Returns `true` when `Nx` is available to this application.
   """
   @spec nx_available?() :: boolean()
-  def nx_available?, do: Code.ensure_loaded?(Nx)
+  def nx_available?, do: PyBridge.Optional.available?(Nx)
 
   @doc false
   # Output tensors become Nx tensors when the host has Nx, as in Bumblebee.
@@ -151,6 +170,24 @@ defmodule PyBridge.Tensor do
   def to_wire(%__MODULE__{} = tensor), do: tensor
   def to_wire(%{__struct__: Nx.Tensor} = tensor), do: from_nx(tensor)
   def to_wire(_other), do: nil
+
+  @doc false
+  # Every Nx tensor anywhere in a term (maps, lists, tuples) becomes the
+  # wire's struct, so a serving's items and options can hold Nx tensors.
+  # Matching the struct name needs no Nx check: an Nx.Tensor means Nx is here.
+  @spec deep_to_wire(term()) :: term()
+  def deep_to_wire(%{__struct__: Nx.Tensor} = tensor), do: from_nx(tensor)
+  def deep_to_wire(%{__struct__: _} = struct), do: struct
+
+  def deep_to_wire(map) when is_map(map),
+    do: Map.new(map, fn {k, v} -> {k, deep_to_wire(v)} end)
+
+  def deep_to_wire(list) when is_list(list), do: Enum.map(list, &deep_to_wire/1)
+
+  def deep_to_wire(tuple) when is_tuple(tuple),
+    do: tuple |> Tuple.to_list() |> Enum.map(&deep_to_wire/1) |> List.to_tuple()
+
+  def deep_to_wire(other), do: other
 
   @doc false
   @spec valid_type?(term()) :: boolean()
