@@ -17,10 +17,10 @@ defmodule PyBridge.DistributionTest do
         args: Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
       })
 
-    :ok = :erpc.call(node, Logger, :configure, [[level: :warning]])
     bridge = Application.fetch_env!(:py_bridge, :bridge_command)
     :ok = :erpc.call(node, Application, :put_env, [:py_bridge, :bridge_command, bridge])
     {:ok, _} = :erpc.call(node, Application, :ensure_all_started, [:py_bridge])
+    :ok = :erpc.call(node, Logger, :configure, [[level: :warning]])
     on_exit(fn -> :peer.stop(peer) end)
     %{node: node}
   end
