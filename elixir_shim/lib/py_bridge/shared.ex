@@ -99,4 +99,25 @@ defmodule PyBridge.Shared do
   @spec sequence_length(keyword() | nil) :: pos_integer() | [pos_integer()] | nil
   def sequence_length(nil), do: nil
   def sequence_length(compile), do: compile[:sequence_length]
+
+  @doc false
+  @spec positive_integer!(term(), atom()) :: pos_integer()
+  def positive_integer!(value, option) do
+    unless is_integer(value) and value > 0 do
+      raise ArgumentError,
+            "expected #{inspect(option)} to be a positive integer, got: #{inspect(value)}"
+    end
+
+    value
+  end
+
+  @doc false
+  @spec string_list!(term(), String.t()) :: [String.t()]
+  def string_list!(value, what) do
+    unless is_list(value) and Enum.all?(value, &(is_binary(&1) and String.valid?(&1))) do
+      raise ArgumentError, "expected #{what} to be a list of strings, got: #{inspect(value)}"
+    end
+
+    value
+  end
 end
