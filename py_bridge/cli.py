@@ -43,8 +43,15 @@ def _model_options(command: Any) -> Any:
     return command
 
 
-def _ref(model: str | None, revision: str | None, subdir: str | None, cache_dir: str | None, offline: bool,
-         allow_pickle: bool, trust_remote_code: bool) -> Any:
+def _ref(
+    model: str | None,
+    revision: str | None,
+    subdir: str | None,
+    cache_dir: str | None,
+    offline: bool,
+    allow_pickle: bool,
+    trust_remote_code: bool,
+) -> Any:
     from py_bridge.loading import ModelRef
 
     return ModelRef(
@@ -88,9 +95,22 @@ def main() -> None:
     type=click.Choice(["debug", "info", "warning", "error"]),
     help="Lowest level of log records sent to the shim.",
 )
-def serve(model: str | None, revision: str | None, subdir: str | None, cache_dir: str | None, offline: bool,
-          allow_pickle: bool, trust_remote_code: bool, architecture: str | None, task: str, device: str,
-          dtype: str, max_frame_bytes: int, stdio: bool, log_level: str) -> None:
+def serve(
+    model: str | None,
+    revision: str | None,
+    subdir: str | None,
+    cache_dir: str | None,
+    offline: bool,
+    allow_pickle: bool,
+    trust_remote_code: bool,
+    architecture: str | None,
+    task: str,
+    device: str,
+    dtype: str,
+    max_frame_bytes: int,
+    stdio: bool,
+    log_level: str,
+) -> None:
     """Serve one model over an Erlang port (fds 3/4, {packet, 4}, ETF).
 
     The protocol is described in protocols/PROTOCOL.md. The worker exits when
@@ -130,8 +150,17 @@ def serve(model: str | None, revision: str | None, subdir: str | None, cache_dir
 @main.command()
 @_model_options
 @click.option("--etf", "as_etf", is_flag=True, help="Write the spec as one ETF frame on fd 4 (for the Elixir shim).")
-def inspect(model: str | None, revision: str | None, subdir: str | None, cache_dir: str | None, offline: bool,
-            allow_pickle: bool, trust_remote_code: bool, architecture: str | None, as_etf: bool) -> None:
+def inspect(
+    model: str | None,
+    revision: str | None,
+    subdir: str | None,
+    cache_dir: str | None,
+    offline: bool,
+    allow_pickle: bool,
+    trust_remote_code: bool,
+    architecture: str | None,
+    as_etf: bool,
+) -> None:
     """Show a model's spec (architecture, labels, files) without loading weights."""
     from py_bridge.errors import BridgeError, from_exception
     from py_bridge.loading import model_spec, resolve
@@ -154,6 +183,144 @@ def inspect(model: str | None, revision: str | None, subdir: str | None, cache_d
     if error is not None:
         raise click.ClickException(f"{error.type}: {error.message}")
     click.echo(json.dumps(spec, indent=2, ensure_ascii=False))
+
+
+@main.command("native-check")
+@_model_options
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+@click.option("--etf", "as_etf", is_flag=True, help="Write the answer as one ETF frame on fd 4 (for the Elixir shim).")
+def native_check(
+    model: str | None,
+    revision: str | None,
+    subdir: str | None,
+    cache_dir: str | None,
+    offline: bool,
+    allow_pickle: bool,
+    trust_remote_code: bool,
+    architecture: str | None,
+    as_json: bool,
+    as_etf: bool,
+) -> None:
+    """Say whether Bumblebee runs this model natively, and what to switch to.
+
+    Reads config.json only. The table it uses is protocols/bumblebee_architectures.tsv.
+    """
+    from py_bridge import native_check as nc
+    from py_bridge.errors import from_exception
+    from py_bridge.loading import resolve
+
+    ref = _ref(model, revision, subdir, cache_dir, offline, allow_pickle, trust_remote_code)
+    try:
+        answer = nc.check_path(resolve(ref), architecture=architecture)
+    except Exception as exc:
+        error = from_exception(exc)
+        if as_etf:
+            from py_bridge.channels import PORT_OUT_FD
+            from py_bridge.etf import Atom
+            from py_bridge.framing import FrameWriter
+
+            FrameWriter(PORT_OUT_FD).send((Atom("error"), None, error.to_term()))
+            return
+        raise click.ClickException(f"{error.type}: {error.message}") from exc
+    if as_etf:
+        from py_bridge.channels import PORT_OUT_FD
+        from py_bridge.framing import FrameWriter
+
+        FrameWriter(PORT_OUT_FD).send(answer.to_term())
+    elif as_json:
+        click.echo(json.dumps(answer.to_json(), indent=2))
+    else:
+        click.echo(answer.describe())
+
+
+@main.command("generation-config")
+@_model_options
+@click.option("--etf", "as_etf", is_flag=True, help="Write the config as one ETF frame on fd 4 (for the Elixir shim).")
+def generation_config(
+    model: str | None,
+    revision: str | None,
+    subdir: str | None,
+    cache_dir: str | None,
+    offline: bool,
+    allow_pickle: bool,
+    trust_remote_code: bool,
+    architecture: str | None,
+    as_etf: bool,
+) -> None:
+    """Show the model's generation_config.json (or config.json when it has none).
+
+    The JSON object is passed on as it is; the Elixir shim reads Bumblebee's
+    fields from it, as Bumblebee.load_generation_config/2 does.
+    """
+    from py_bridge.errors import ModelLoadError, from_exception
+    from py_bridge.loading import resolve
+
+    ref = _ref(model, revision, subdir, cache_dir, offline, allow_pickle, trust_remote_code)
+    try:
+        path = resolve(ref)
+        # Older checkpoints kept the generation settings in config.json.
+        file = path / "generation_config.json"
+        file = file if file.is_file() else path / "config.json"
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot read {file}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ModelLoadError(f"expected {file} to hold a JSON object")
+        term: Any = ("ok", data)
+    except Exception as exc:
+        error = from_exception(exc)
+        if not as_etf:
+            raise click.ClickException(f"{error.type}: {error.message}") from exc
+        term = ("error", None, error.to_term())
+    if as_etf:
+        from py_bridge.channels import PORT_OUT_FD
+        from py_bridge.etf import Atom
+        from py_bridge.framing import FrameWriter
+
+        FrameWriter(PORT_OUT_FD).send((Atom(term[0]), *term[1:]))
+    else:
+        click.echo(json.dumps(term[1], indent=2, ensure_ascii=False))
+
+
+@main.command("featurizer-config")
+@_model_options
+@click.option("--etf", "as_etf", is_flag=True, help="Write the config as one ETF frame on fd 4 (for the Elixir shim).")
+def featurizer_config(
+    model: str | None,
+    revision: str | None,
+    subdir: str | None,
+    cache_dir: str | None,
+    offline: bool,
+    allow_pickle: bool,
+    trust_remote_code: bool,
+    architecture: str | None,
+    as_etf: bool,
+) -> None:
+    """Show the model's featurizer settings (preprocessor_config.json) and where they live."""
+    from py_bridge import featurizer
+    from py_bridge.errors import from_exception
+    from py_bridge.etf import Atom
+    from py_bridge.loading import resolve
+
+    ref = _ref(model, revision, subdir, cache_dir, offline, allow_pickle, trust_remote_code)
+    try:
+        path = resolve(ref)
+        config = featurizer.featurizer_config(path)
+        answer = {Atom("path"): str(path), Atom("type"): featurizer.featurizer_type(config), Atom("config"): config}
+        term: Any = (Atom("ok"), answer)
+    except Exception as exc:
+        error = from_exception(exc)
+        if not as_etf:
+            raise click.ClickException(f"{error.type}: {error.message}") from exc
+        term = (Atom("error"), None, error.to_term())
+    if as_etf:
+        from py_bridge.channels import PORT_OUT_FD
+        from py_bridge.framing import FrameWriter
+
+        FrameWriter(PORT_OUT_FD).send(term)
+    else:
+        click.echo(json.dumps({str(k): v for k, v in term[1].items()}, indent=2, ensure_ascii=False))
 
 
 @main.command()

@@ -170,6 +170,21 @@ def bert_sequence_classification(out: Path) -> None:
 
 
 @_builder
+def bert_sequence_classification_pickled(out: Path) -> None:
+    """The weights of ``bert_sequence_classification``, saved only as a pickle (``pytorch_model.bin``).
+
+    For the safety tests: a worker must refuse to load it unless ``allow_pickle`` is given.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    bert_sequence_classification(out)
+    weights = out / "model.safetensors"
+    torch.save(load_file(weights), out / "pytorch_model.bin")
+    weights.unlink()
+
+
+@_builder
 def bert_sequence_classification_3labels(out: Path) -> None:
     """BertForSequenceClassification with three labels, for top_k and ordering tests."""
     _build_bert(out, "BertForSequenceClassification", **_labels(["negative", "neutral", "positive"]))
@@ -270,6 +285,380 @@ def qwen3_causal_lm(out: Path) -> None:
     )
     Qwen3ForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
+
+
+@_builder
+def bert_sequence_classification_3labels_seed1(out: Path) -> None:
+    """bert_sequence_classification_3labels with other random weights (seed 1): a "different model" for parity."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(1)
+    BertForSequenceClassification(_bert_config(**_labels(["negative", "neutral", "positive"]))).save_pretrained(out)
+    _bert_tokenizer().save_pretrained(out)
+
+
+@_builder
+def deberta_v2_sequence_classification(out: Path) -> None:
+    """DebertaV2ForSequenceClassification: a class Bumblebee 0.7 does not load, for the native check."""
+    import torch
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+
+    torch.manual_seed(0)
+    config = DebertaV2Config(
+        vocab_size=len(_wordpiece_vocab()),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        initializer_range=0.2,
+        pad_token_id=0,
+        **_labels(["NEGATIVE", "POSITIVE"]),
+    )
+    DebertaV2ForSequenceClassification(config).save_pretrained(out)
+    _bert_tokenizer().save_pretrained(out)
+
+
+@_builder
+def gpt2_causal_lm(out: Path) -> None:
+    """GPT2LMHeadModel with a byte-level BPE, for text generation.
+
+    Left padding is passed to the tokenizer's constructor (an attribute set
+    afterwards is not saved). The generation config suppresses the 128 byte
+    tokens that are not valid UTF-8 on their own (0x80-0xFF): a random model
+    picks them often, and they would decode to U+FFFD.
+    """
+    import torch
+    from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab, merges = _byte_level_bpe(_corpus(seed=2, sentences=400), vocab_size=400)
+    tokenizer = GPT2Tokenizer(
+        vocab=vocab,
+        merges=merges,  # type: ignore[arg-type]  # tuples, as tokenizers' BPE takes them
+        unk_token=None,  # type: ignore[arg-type]  # byte-level BPE never needs one
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        padding_side="left",
+        model_max_length=512,
+    )
+    byte_chars = bytes_to_unicode()
+    lone_bytes = sorted(tokenizer.convert_tokens_to_ids(byte_chars[b]) for b in range(0x80, 0x100))
+    special = tokenizer.eos_token_id
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_inner=64,
+        # Room for long generations, so a test can stop one midway.
+        n_positions=512,
+        initializer_range=0.2,
+        bos_token_id=special,
+        eos_token_id=special,
+        pad_token_id=special,
+    )
+    model = GPT2LMHeadModel(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=special, eos_token_id=special, pad_token_id=special, suppress_tokens=lone_bytes
+    )
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+@_builder
+def nllb_translation(out: Path) -> None:
+    """M2M100ForConditionalGeneration with an NLLB tokenizer and four language tokens.
+
+    The tokenizer is a Metaspace BPE with ``eng_Latn``, ``fra_Latn``,
+    ``deu_Latn`` and ``spa_Latn`` as special tokens, so the source language
+    token comes first in the encoder input, as in NLLB. The generation config
+    suppresses ``<s>``, ``<pad>``, ``<unk>`` and the language tokens: a random
+    decoder otherwise repeats a special token and decodes to "". One layer
+    each side and ``init_std=0.2`` keep the output dependent on the input.
+    """
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import GenerationConfig, M2M100Config, M2M100ForConditionalGeneration, NllbTokenizer
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace()
+    bpe.train_from_iterator(
+        _corpus(seed=3, sentences=400),
+        trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>"], show_progress=False),
+    )
+    trained = json.loads(bpe.to_str())["model"]
+    languages = ["eng_Latn", "fra_Latn", "deu_Latn", "spa_Latn"]
+    tokenizer = NllbTokenizer(
+        vocab=trained["vocab"],
+        merges=[tuple(m) for m in trained["merges"]],
+        extra_special_tokens=languages,
+        src_lang="eng_Latn",
+        tgt_lang="fra_Latn",
+        model_max_length=128,
+    )
+    bos, pad, eos, unk = (tokenizer.convert_tokens_to_ids(t) for t in ("<s>", "<pad>", "</s>", "<unk>"))
+    torch.manual_seed(0)
+    config = M2M100Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=128,
+        init_std=0.2,
+        scale_embedding=True,
+        bos_token_id=bos,
+        pad_token_id=pad,
+        eos_token_id=eos,
+        decoder_start_token_id=eos,
+    )
+    model = M2M100ForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=bos,
+        pad_token_id=pad,
+        eos_token_id=eos,
+        decoder_start_token_id=eos,
+        suppress_tokens=[bos, pad, unk, *tokenizer.convert_tokens_to_ids(languages)],
+    )
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+@_builder
+def whisper_speech_to_text(out: Path) -> None:
+    """WhisperForConditionalGeneration with a real Whisper token layout, for speech-to-text.
+
+    The tokenizer is a 400-token byte-level BPE followed by Whisper's specials
+    in Whisper's order (end of text, start of transcript, the 100 languages,
+    translate, transcribe, start of LM, start of prev, no speech, no
+    timestamps) and the 1501 timestamps ``<|0.00|>``...``<|30.00|>``:
+    ``transformers`` derives language ids, ``timestamp_begin`` and
+    ``<|nospeech|>`` from those positions. The encoder keeps 1500 positions
+    because the feature extractor always pads to 30 s.
+
+    Two weight edits make a random decoder usable. Its final layer norm gives
+    a constant 1 in the last hidden unit, and every timestamp embedding reads
+    that unit with weight 4 (its other weights scaled down), so all timestamps
+    share one moderate logit: greedy text decoding never picks one on its own,
+    but the timestamp rule of ``generate`` (force a timestamp when their total
+    probability beats every text token) fires now and then, so segments open
+    and close. ``init_std=0.5`` makes the text depend on the audio.
+    """
+    import torch
+    from tokenizers import AddedToken
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperTokenizer,
+    )
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    vocab, merges = _byte_level_bpe(_corpus(seed=3, sentences=400), vocab_size=400)
+    languages = [f"<|{code}|>" for code in LANGUAGES]
+    specials = ["<|startoftranscript|>", *languages, "<|translate|>", "<|transcribe|>"]
+    specials += ["<|startoflm|>", "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>"]
+    vocab = dict(vocab)
+    for token in ["<|endoftext|>", *specials]:
+        vocab.setdefault(token, len(vocab))
+    # Specials given to the constructor end all_special_ids at <|notimestamps|>,
+    # which is where decoding with timestamps looks for the first timestamp.
+    tokenizer = WhisperTokenizer(
+        vocab=vocab,
+        merges=merges,
+        pad_token="<|endoftext|>",
+        extra_special_tokens=[AddedToken(t, special=True, normalized=False) for t in specials],
+    )
+    timestamps = [f"<|{i * 0.02:.2f}|>" for i in range(1501)]
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in timestamps])
+    ids = tokenizer.convert_tokens_to_ids
+    end = ids("<|endoftext|>")
+    torch.manual_seed(0)
+    config = WhisperConfig(
+        vocab_size=len(tokenizer),
+        num_mel_bins=80,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_source_positions=1500,
+        max_target_positions=448,
+        init_std=0.5,
+        pad_token_id=end,
+        bos_token_id=end,
+        eos_token_id=end,
+        decoder_start_token_id=ids("<|startoftranscript|>"),
+        begin_suppress_tokens=None,
+        suppress_tokens=None,
+    )
+    model = WhisperForConditionalGeneration(config)
+    with torch.no_grad():
+        norm = model.model.decoder.layer_norm
+        norm.weight[-1], norm.bias[-1] = 0.0, 1.0
+        embeddings = model.model.decoder.embed_tokens.weight
+        stamp_ids = [ids(t) for t in timestamps]
+        embeddings[stamp_ids, :-1] *= 0.1
+        embeddings[stamp_ids, -1] = 4.0
+    lone_bytes = sorted(ids(bytes_to_unicode()[b]) for b in range(0x80, 0x100))
+    model.generation_config = GenerationConfig(
+        bos_token_id=end,
+        eos_token_id=end,
+        pad_token_id=end,
+        decoder_start_token_id=ids("<|startoftranscript|>"),
+        max_length=448,
+        is_multilingual=True,
+        lang_to_id={t: ids(t) for t in languages},
+        task_to_id={"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")},
+        no_timestamps_token_id=ids("<|notimestamps|>"),
+        prev_sot_token_id=ids("<|startofprev|>"),
+        max_initial_timestamp_index=50,
+        return_timestamps=False,
+        begin_suppress_tokens=[ids("Ġ"), end],
+        suppress_tokens=lone_bytes,
+        alignment_heads=[[0, 0], [0, 1]],
+    )
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    featurizer = WhisperFeatureExtractor(
+        feature_size=80, sampling_rate=16000, hop_length=160, chunk_length=30, n_fft=400
+    )
+    featurizer.save_pretrained(out)
+
+
+@_builder
+def vit_image_classification(out: Path) -> None:
+    """ViTForImageClassification on 32x32 images with labels cat/dog/bird.
+
+    The Pillow-backed processor class is used because torchvision is absent;
+    it saves as ``ViTImageProcessor`` and reloads through AutoImageProcessor.
+    """
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessorPil
+
+    torch.manual_seed(0)
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        initializer_range=0.2,
+        **_labels(["cat", "dog", "bird"]),
+    )
+    ViTForImageClassification(config).save_pretrained(out)
+    processor = ViTImageProcessorPil(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    processor.save_pretrained(out)
+
+
+@_builder
+def vit_base(out: Path) -> None:
+    """ViTModel (with pooler), for image embeddings."""
+    import torch
+    from transformers import ViTConfig, ViTImageProcessorPil, ViTModel
+
+    torch.manual_seed(0)
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        initializer_range=0.2,
+    )
+    ViTModel(config).save_pretrained(out)
+    processor = ViTImageProcessorPil(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    processor.save_pretrained(out)
+
+
+@_builder
+def clip_vision_embedding(out: Path) -> None:
+    """CLIPVisionModelWithProjection (Bumblebee's ClipVision ``:for_embedding``), 16-dim image embeddings.
+
+    The processor resizes the shortest edge to 32 and center-crops 32x32, so
+    non-square images exercise the crop.
+    """
+    import torch
+    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    config = CLIPVisionConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        projection_dim=16,
+        initializer_range=0.2,
+    )
+    CLIPVisionModelWithProjection(config).save_pretrained(out)
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(out)
+
+
+@_builder
+def blip_image_captioning(out: Path) -> None:
+    """BlipForConditionalGeneration with the WordPiece vocabulary, for image-to-text.
+
+    The vision tower is initialized ten times wider than the text decoder
+    (1.0 against 0.1-0.2): with both small, captions barely depend on the
+    image. The image processor is saved on its own so that
+    ``preprocessor_config.json`` exists (a BlipProcessor would nest it).
+    """
+    import torch
+    from transformers import (
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessorPil,
+        BlipTextConfig,
+        BlipVisionConfig,
+    )
+
+    tokenizer = _bert_tokenizer()
+    ids = tokenizer.convert_tokens_to_ids
+    text = BlipTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        encoder_hidden_size=32,
+        max_position_embeddings=64,
+        initializer_range=0.2,
+        bos_token_id=ids("[CLS]"),
+        eos_token_id=ids("[SEP]"),
+        sep_token_id=ids("[SEP]"),
+        pad_token_id=ids("[PAD]"),
+    )
+    vision = BlipVisionConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        initializer_range=1.0,
+    )
+    torch.manual_seed(0)
+    config = BlipConfig(
+        text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=16, initializer_range=1.0
+    )
+    BlipForConditionalGeneration(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    BlipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(out)
 
 
 # -- cache ----------------------------------------------------------------------

@@ -138,6 +138,150 @@ defmodule PyBridge do
     end
   end
 
+  @doc """
+  Loads a featurizer (image processor or audio feature extractor) from a
+  repository.
+
+  Returns `{:ok, %PyBridge.Featurizer{}}`, or `{:error, message}` when the
+  repository does not exist or holds no featurizer settings
+  (`preprocessor_config.json`). The worker featurizes with the class the
+  repository names, through `transformers`' `AutoImageProcessor` or
+  `AutoFeatureExtractor`. The featurizer may come from another repository
+  than the model, as in Bumblebee.
+
+  ## Options
+
+    * `:module` - accepted for Bumblebee compatibility; the worker always uses
+      the featurizer the repository names.
+    * `:bridge_command` - the worker program; see `PyBridge.Command`.
+
+  ## Examples
+
+      {:ok, featurizer} = PyBridge.load_featurizer({:hf, "openai/whisper-tiny"})
+      featurizer.sampling_rate
+      #=> 16000
+  """
+  @spec load_featurizer(repository(), keyword()) ::
+          {:ok, PyBridge.Featurizer.t()} | {:error, String.t()}
+  def load_featurizer(repository, opts \\ []) do
+    repository = Repository.normalize!(repository)
+    opts = Shared.validate_options!(opts, [:module, :bridge_command])
+
+    with {:ok, spec} <- inspect_repository(repository, opts) do
+      if spec.has_featurizer do
+        PyBridge.Featurizer.load(repository, opts)
+      else
+        {:error, "no featurizer found in #{Repository.describe(repository)}"}
+      end
+    end
+  end
+
+  @doc """
+  Says whether Bumblebee runs a model natively, and what to switch to.
+
+  Takes the `model_info` from `load_model/2`, or a repository (then `opts`
+  are `load_model/2`'s). The answer comes from the class named in the
+  model's `config.json` and the table of classes Bumblebee
+  #{PyBridge.NativeCheck.bumblebee_version()} loads (see `PyBridge.NativeCheck`):
+
+    * `{:native, %{module: module, architecture: atom, servings: [{m, f, a}], ...}}` -
+      Bumblebee loads it with `module`, as `architecture`, and `servings`
+      are the constructors to build the same serving with. A
+      `:load_options` keyword lists what `Bumblebee.load_model/2` needs
+      beyond the repository (the `:architecture` you chose, if any).
+    * `{:not_native, %{hf_architecture: name, ...}}` - not yet; `:reason`
+      says why, and `:closest_module` names the Bumblebee module that
+      implements the model type with other heads (`:closest_heads`), if any.
+    * `{:error, message}` - the repository could not be read.
+
+  ## Examples
+
+      {:ok, model_info} = PyBridge.load_model({:hf, "distilbert/distilbert-base-uncased-finetuned-sst-2-english"})
+      PyBridge.native_check(model_info)
+      #=> {:native,
+      #=>  %{module: Bumblebee.Text.Distilbert, architecture: :for_sequence_classification,
+      #=>    servings: [{Bumblebee.Text, :text_classification, 3}, ...], ...}}
+
+      PyBridge.native_check({:local, "models/deberta-v3-sentiment"})
+      #=> {:not_native, %{hf_architecture: "DebertaV2ForSequenceClassification", ...}}
+  """
+  @spec native_check(repository() | model_info(), keyword()) ::
+          PyBridge.NativeCheck.answer() | {:error, String.t()}
+  def native_check(repository_or_model_info, opts \\ [])
+
+  def native_check(%{spec: %PyBridge.ModelSpec{} = spec} = model_info, opts) do
+    Shared.validate_options!(opts, [])
+
+    architecture =
+      case model_info do
+        %{model: %Model{architecture: architecture}} -> architecture
+        _other -> nil
+      end
+
+    PyBridge.NativeCheck.check(spec, architecture)
+  end
+
+  def native_check(repository, opts) do
+    with {:ok, model_info} <- load_model(repository, opts) do
+      native_check(model_info)
+    end
+  end
+
+  @doc """
+  Loads the generation config of a repository.
+
+  Reads `generation_config.json`, or `config.json` when there is none (older
+  checkpoints kept their generation settings there), and returns
+  `{:ok, %PyBridge.Text.GenerationConfig{}}` with Bumblebee's fields, or
+  `{:error, message}`. The files are read by the `bridge` program, so hub
+  repositories come from the same cache as the model.
+
+  ## Options
+
+    * `:spec_module` - accepted for Bumblebee compatibility; it means nothing here.
+    * `:bridge_command` - the worker program; see `PyBridge.Command`.
+
+  ## Examples
+
+      {:ok, generation_config} = PyBridge.load_generation_config({:hf, "openai-community/gpt2"})
+      generation_config = PyBridge.configure(generation_config, max_new_tokens: 40)
+  """
+  @spec load_generation_config(repository(), keyword()) ::
+          {:ok, PyBridge.Text.GenerationConfig.t()} | {:error, String.t()}
+  def load_generation_config(repository, opts \\ []) do
+    opts = Shared.validate_options!(opts, [:spec_module, :bridge_command])
+    PyBridge.Text.GenerationConfig.load(repository, opts)
+  end
+
+  @doc """
+  Sets attributes of a configuration struct, as `Bumblebee.configure/2` does.
+
+  `config` is a struct, or a module whose default struct is configured.
+  An unknown attribute raises `ArgumentError`. For a
+  `PyBridge.Text.GenerationConfig`, `:max_new_tokens` and `:max_length` are
+  mutually exclusive (setting one clears the other, setting both raises),
+  and so are `:min_new_tokens` and `:min_length`.
+
+  ## Examples
+
+      PyBridge.configure(generation_config, max_new_tokens: 100, strategy: %{type: :multinomial_sampling})
+  """
+  @spec configure(module() | struct(), keyword()) :: struct()
+  def configure(config, opts \\ []) do
+    %module{} = config = struct!(config)
+
+    if function_exported?(module, :config, 2) do
+      module.config(config, opts)
+    else
+      Enum.reduce(opts, config, fn {key, value}, config ->
+        if key != :__struct__ and Map.has_key?(config, key),
+          do: Map.put(config, key, value),
+          else:
+            raise(ArgumentError, "unexpected attribute #{inspect(key)} for %#{inspect(module)}{}")
+      end)
+    end
+  end
+
   defp inspect_repository(repository, opts) do
     case Inspector.inspect_model(repository, opts) do
       {:ok, spec} -> {:ok, spec}

@@ -72,7 +72,25 @@ defmodule PyBridge.Protocol do
     :end_timestamp_seconds,
     :scores,
     :query,
-    :document
+    :document,
+    # `bridge featurizer-config` answers %{path:, type:, config:}.
+    :config,
+    # Error types (protocols/errors.md): an error can arrive before anything
+    # has loaded PyBridge.Error, whose literals would otherwise create them.
+    :model_not_found,
+    :model_load_failed,
+    :unsafe_model,
+    :unsupported,
+    :bad_input,
+    :out_of_memory,
+    :cancelled,
+    :timeout,
+    :overloaded,
+    :worker_crashed,
+    :protocol_error,
+    :frame_too_large,
+    :protocol_mismatch,
+    :internal
   ]
 
   @doc false

@@ -34,6 +34,34 @@ defmodule PyBridge.TestSupport do
     [python(), Path.join([@repo_root, "elixir_shim/test/support/workers", name <> ".py"])]
   end
 
+  @doc """
+  A serving run by test/support/workers/scripted.py: the real `bridge serve`
+  with a task that does what each item says (see the script's docstring).
+  `flags` go before `serve`, e.g. `["--on-load", "raise:boom"]`. With
+  `stream: true` the serving streams, as generation servings do.
+  """
+  def scripted_serving(flags \\ [], opts \\ []) do
+    dir = Path.join(System.tmp_dir!(), "py_bridge_fake_model")
+    File.mkdir_p!(dir)
+
+    File.write!(
+      Path.join(dir, "config.json"),
+      ~s({"model_type": "fake", "architectures": ["FakeModel"]})
+    )
+
+    model = %PyBridge.Model{
+      repository: {:local, dir},
+      device: "cpu",
+      bridge_command: fake_worker("scripted") ++ flags
+    }
+
+    serving = PyBridge.Serving.new(model, :scripted, %{})
+
+    if opts[:stream],
+      do: %{serving | streaming: %{done: false, chunk: &[&1], final: & &1}},
+      else: serving
+  end
+
   def os_alive?(os_pid) do
     match?({_, 0}, System.cmd("kill", ["-0", Integer.to_string(os_pid)], stderr_to_stdout: true))
   end
