@@ -11,7 +11,8 @@ defmodule MixExampleTest do
   end
 
   test "a query about baking finds the baking sentences first" do
-    [{s1, first}, {s2, second}, {s3, _third}] = MixExample.Search.top("How do I bake bread at home?", 3)
+    [{s1, first}, {s2, second}, {s3, _third}] =
+      MixExample.Search.top("How do I bake bread at home?", 3)
 
     baking = [
       "A simple recipe for homemade sourdough bread.",

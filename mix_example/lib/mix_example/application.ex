@@ -5,13 +5,10 @@ defmodule MixExample.Application do
   @impl true
   def start(_type, _args) do
     children = [
-      # The worker loads the model before the search below starts, so the
-      # search can embed its corpus in init.
-      {PyBridge.Serving,
-       serving: MixExample.Embeddings.serving(),
-       name: MixExample.Embeddings.name(),
-       batch_size: 16,
-       batch_timeout: 20},
+      # The serving (its implementation is configured in config.exs) loads the
+      # model before the search below starts, so the search can embed its
+      # corpus in init.
+      MixExample.Embeddings,
       MixExample.Search
     ]
 

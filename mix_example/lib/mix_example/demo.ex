@@ -11,7 +11,9 @@ defmodule MixExample.Demo do
   ]
 
   def main do
-    IO.puts("Semantic search over #{length(MixExample.Search.corpus())} sentences with all-MiniLM-L6-v2\n")
+    IO.puts(
+      "Semantic search over #{length(MixExample.Search.corpus())} sentences with all-MiniLM-L6-v2\n"
+    )
 
     for query <- @queries do
       IO.puts("Query: #{query}")
