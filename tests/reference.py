@@ -28,6 +28,15 @@ Usage (stdout carries exactly one term in the External Term Format)::
         -> [integer]                                   vocabulary ids
     python tests/reference.py generation --model DIR [--max-new-tokens N] [--source L --target L] TEXT...
         -> [%{text:, input:, output:}]                 greedy model.generate on each text alone
+    python tests/reference.py image_classification --model DIR --top-k K IMAGE...
+        -> [[%{label: String.t(), score: float}]]     IMAGE is a file or raw:HxWxC:FILE (u8 bytes)
+    python tests/reference.py image_embedding --model DIR [--output pooler_output] [--l2-norm] IMAGE...
+        -> [[float] | [[float]]]                      that model output, per image
+    python tests/reference.py image_to_text --model DIR [--max-new-tokens N] IMAGE...
+        -> [String.t()]                               BLIP's greedy caption per image
+    python tests/reference.py whisper --model DIR [--max-new-tokens N] [--language L] [--task T|none]
+                              [--window SECONDS] AUDIO...
+        -> [[String.t()]]                             one text per window; AUDIO is a file or raw:FILE (f32le)
 
 Several commands separated by ``---`` run in one process (torch is imported
 once) and give a list with one term per command.
@@ -334,6 +343,181 @@ def _add_text_task_commands(commands: Any) -> None:
     ids.set_defaults(run=lambda a: token_ids(a.model, a.tokens))
 
 
+# -- images and audio ---------------------------------------------------------------
+
+
+def _image(spec: str) -> Any:
+    """An image argument: ``raw:HxWxC:FILE`` (row-major u8 bytes) or an image file's path.
+
+    Either way transformers gets an RGB PIL image: one channel repeated, a
+    fourth (alpha) dropped, as Bumblebee treats channels.
+    """
+    import numpy as np
+    from PIL import Image
+
+    if spec.startswith("raw:"):
+        _, dims, path = spec.split(":", 2)
+        height, width, channels = (int(d) for d in dims.split("x"))
+        array = np.fromfile(path, dtype=np.uint8).reshape(height, width, channels)
+        mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
+        return Image.fromarray(array[:, :, 0] if channels == 1 else array, mode).convert("RGB")
+    with Image.open(spec) as image:
+        return image.convert("RGB")
+
+
+def image_classifications(model_dir: str, images: list[str], top_k: int) -> list[list[dict[Any, Any]]]:
+    """Softmax over each image's logits, one image at a time, top ``top_k``."""
+    import torch
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from py_bridge.etf import Atom
+
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    model = AutoModelForImageClassification.from_pretrained(model_dir).eval()
+    results = []
+    for spec in images:
+        with torch.no_grad():
+            scores = model(**processor(images=_image(spec), return_tensors="pt")).logits[0].softmax(-1).tolist()
+        ranked = sorted(enumerate(scores), key=lambda pair: -pair[1])[:top_k]
+        results.append([{Atom("label"): model.config.id2label[i], Atom("score"): s} for i, s in ranked])
+    return results
+
+
+def image_embeddings(model_dir: str, images: list[str], output: str, l2_norm: bool) -> list[Any]:
+    """One output of the model (``pooler_output``, ``image_embeds``, ...) per image, as nested lists."""
+    import torch
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(model_dir)
+    model_class = getattr(transformers, config.architectures[0])
+    processor = transformers.AutoImageProcessor.from_pretrained(model_dir)
+    model = model_class.from_pretrained(model_dir).eval()
+    results = []
+    for spec in images:
+        with torch.no_grad():
+            value = getattr(model(**processor(images=_image(spec), return_tensors="pt")), output)[0]
+        if l2_norm:
+            value = torch.nn.functional.normalize(value, dim=-1)
+        results.append(value.double().tolist())
+    return results
+
+
+def captions(model_dir: str, images: list[str], max_new_tokens: int) -> list[str]:
+    """BLIP's greedy ``generate`` on each image alone, decoded without special tokens."""
+    import torch
+    from transformers import AutoImageProcessor, AutoTokenizer, BlipForConditionalGeneration
+
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = BlipForConditionalGeneration.from_pretrained(model_dir).eval()
+    texts = []
+    for spec in images:
+        with torch.no_grad():
+            ids = model.generate(**processor(images=_image(spec), return_tensors="pt"), max_new_tokens=max_new_tokens)
+        texts.append(tokenizer.decode(ids[0], skip_special_tokens=True, clean_up_tokenization_spaces=False))
+    return texts
+
+
+def _audio(spec: str, rate: int) -> Any:
+    """An audio argument: ``raw:FILE`` (f32 little-endian samples at ``rate``) or a sound file."""
+    import numpy as np
+    import soundfile
+
+    if spec.startswith("raw:"):
+        return np.fromfile(spec[4:], dtype="<f4")
+    samples, file_rate = soundfile.read(spec, dtype="float32", always_2d=True)
+    if file_rate != rate:
+        raise SystemExit(f"{spec} is sampled at {file_rate} Hz, not {rate} Hz")
+    return samples.mean(axis=1, dtype=np.float32)
+
+
+def transcriptions(
+    model_dir: str,
+    audios: list[str],
+    max_new_tokens: int,
+    language: str | None,
+    task: str | None,
+    window: float | None,
+) -> list[list[str]]:
+    """transformers' greedy Whisper ``generate``, one call per window; the texts of each audio.
+
+    Windows are ``window`` seconds long and do not overlap (the whole audio
+    when not given). ``max_new_tokens`` counts the decoder prompt (start,
+    language, task, no-timestamps) the way Bumblebee counts forced tokens.
+    Whisper's ``begin_suppress_tokens`` are off, as Bumblebee never reads them.
+    A window that yields no text token at all (only special tokens) gives no
+    text, as it gives no chunk in Bumblebee.
+    """
+    import torch
+    from transformers import AutoFeatureExtractor, AutoTokenizer, WhisperForConditionalGeneration
+    from transformers.utils import logging as hf_logging
+
+    # generate warns about the length settings Whisper passes itself.
+    hf_logging.set_verbosity_error()
+    featurizer = AutoFeatureExtractor.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = WhisperForConditionalGeneration.from_pretrained(model_dir).eval()
+    model.generation_config.begin_suppress_tokens = None
+    rate = featurizer.sampling_rate
+    special = set(tokenizer.all_special_ids)
+    first_timestamp = tokenizer.convert_tokens_to_ids("<|notimestamps|>") + 1
+    prompt = 1 + 1 + (1 if task else 0) + 1
+    results = []
+    for spec in audios:
+        samples = _audio(spec, rate)
+        step = int(window * rate) if window else len(samples)
+        texts = []
+        for start in range(0, len(samples), step):
+            features = featurizer(samples[start : start + step], sampling_rate=rate, return_tensors="pt")
+            with torch.no_grad():
+                ids = model.generate(
+                    features.input_features,
+                    language=language,
+                    task=task,
+                    max_new_tokens=max_new_tokens + 1 - prompt,
+                    num_beams=1,
+                    do_sample=False,
+                    force_unique_generate_call=True,
+                )
+            text_ids = [t for t in ids[0].tolist() if t not in special and t < first_timestamp]
+            if text_ids:
+                texts.append(tokenizer.decode(text_ids, clean_up_tokenization_spaces=False))
+        results.append(texts)
+    return results
+
+
+def _add_media_task_commands(commands: Any) -> None:
+    """The subcommands of the image and audio tasks; each sets ``run`` to compute its term."""
+    classify = commands.add_parser("image_classification", help="image classification scores; IMAGE...")
+    classify.add_argument("--model", required=True)
+    classify.add_argument("--top-k", type=int, default=5)
+    classify.add_argument("images", nargs="+")
+    classify.set_defaults(run=lambda a: image_classifications(a.model, a.images, a.top_k))
+    embed = commands.add_parser("image_embedding", help="one model output per image; IMAGE...")
+    embed.add_argument("--model", required=True)
+    embed.add_argument("--output", default="pooler_output")
+    embed.add_argument("--l2-norm", action="store_true")
+    embed.add_argument("images", nargs="+")
+    embed.set_defaults(run=lambda a: image_embeddings(a.model, a.images, a.output, a.l2_norm))
+    caption = commands.add_parser("image_to_text", help="BLIP captions; IMAGE...")
+    caption.add_argument("--model", required=True)
+    caption.add_argument("--max-new-tokens", type=int, default=20)
+    caption.add_argument("images", nargs="+")
+    caption.set_defaults(run=lambda a: captions(a.model, a.images, a.max_new_tokens))
+    whisper = commands.add_parser("whisper", help="Whisper transcripts, window by window; AUDIO...")
+    whisper.add_argument("--model", required=True)
+    whisper.add_argument("--max-new-tokens", type=int, default=20)
+    whisper.add_argument("--language", default=None)
+    whisper.add_argument("--task", default="transcribe", help="transcribe, translate or none")
+    whisper.add_argument("--window", type=float, default=None, help="window length in seconds; no overlap")
+    whisper.add_argument("audios", nargs="+")
+    whisper.set_defaults(
+        run=lambda a: transcriptions(
+            a.model, a.audios, a.max_new_tokens, a.language, None if a.task == "none" else a.task, a.window
+        )
+    )
+
+
 def _split_commands(argv: list[str]) -> list[list[str]]:
     parts: list[list[str]] = [[]]
     for arg in argv:
@@ -355,6 +539,7 @@ def main(argv: list[str]) -> int:
     classification.add_argument("--top-k", type=int, default=5)
     classification.add_argument("texts", nargs="+")
     _add_text_task_commands(commands)
+    _add_media_task_commands(commands)
     generation = commands.add_parser("generation", help="greedy generate; --source/--target for translation")
     generation.add_argument("--model", required=True)
     generation.add_argument("--max-new-tokens", type=int, default=20)
