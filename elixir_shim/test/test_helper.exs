@@ -16,7 +16,7 @@ distributed? =
        {_, 0},
        System.cmd("epmd", ["-daemon", "-address", "127.0.0.1"], stderr_to_stdout: true)
      ) and
-       match?({:ok, _}, Node.start(:"py_bridge_test@127.0.0.1", :longnames)))
+       match?({:ok, _}, Node.start(:"py_bridge_test_#{System.pid()}@127.0.0.1", :longnames)))
 
 unless distributed? do
   IO.puts("note: distributed Erlang is unavailable here; skipping the :distribution tests")

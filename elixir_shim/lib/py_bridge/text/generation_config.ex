@@ -223,7 +223,7 @@ defmodule PyBridge.Text.GenerationConfig do
       ) ++
         take(data, "eos_token_id", :eos_token_id, &(is_number(&1) or ints?(&1) or &1 == nil)) ++
         take(data, "suppress_tokens", :suppressed_token_ids, &ints?/1) ++
-        forced_token_ids(data) ++ strategy(data)
+        forced_token_ids(data) ++ strategy(data) ++ whisper_extra_config(data)
 
     {:ok, config(%__MODULE__{}, opts)}
   rescue
@@ -267,6 +267,32 @@ defmodule PyBridge.Text.GenerationConfig do
   end
 
   defp forced_token_ids(_data), do: []
+
+  # Whisper's generation_config.json lists its language and task tokens;
+  # Bumblebee keeps them in :extra_config, keyed "en" and :transcribe.
+  @whisper_tasks %{"transcribe" => :transcribe, "translate" => :translate}
+
+  defp whisper_extra_config(%{"lang_to_id" => languages, "task_to_id" => tasks} = data)
+       when is_map(languages) and is_map(tasks) do
+    language_to_token_id =
+      for {"<|" <> token, id} <- languages, into: %{}, do: {String.trim_trailing(token, "|>"), id}
+
+    task_to_token_id =
+      for {name, id} <- tasks,
+          Map.has_key?(@whisper_tasks, name),
+          into: %{},
+          do: {@whisper_tasks[name], id}
+
+    [
+      extra_config: %{
+        language_to_token_id: language_to_token_id,
+        task_to_token_id: task_to_token_id,
+        no_timestamps_token_id: data["no_timestamps_token_id"]
+      }
+    ]
+  end
+
+  defp whisper_extra_config(_data), do: []
 
   defp strategy(data) do
     opts =

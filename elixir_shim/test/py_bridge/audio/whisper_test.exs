@@ -184,6 +184,17 @@ defmodule PyBridge.Audio.WhisperTest do
                    end
     end
 
+    test "the loaded generation config carries Whisper's language and task tokens", ctx do
+      extra = ctx.generation_config.extra_config
+      assert extra.task_to_token_id |> Map.keys() |> Enum.sort() == [:transcribe, :translate]
+      assert Map.has_key?(extra.language_to_token_id, "en")
+      assert is_integer(extra.no_timestamps_token_id)
+
+      assert_raise ArgumentError, ~r/invalid language "xx", expected one of: /, fn ->
+        whisper(ctx, language: "xx")
+      end
+    end
+
     test "language and task are checked against the config's token maps", ctx do
       config =
         PyBridge.configure(ctx.generation_config,
