@@ -8,6 +8,7 @@ on descriptors nobody else knows about.
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import os
 import signal
 import sys
@@ -28,6 +29,9 @@ def open_channels(stdio: bool) -> tuple[int, int]:
     Erlang port's ``:nouse_stdio`` descriptors 3/4.
     """
     _redirect_stderr_to_file()
+    # A crash in native code (a segfault in a kernel, an abort in a library)
+    # then leaves the Python stack in the stderr tail the shim reports.
+    faulthandler.enable(file=sys.stderr, all_threads=False)
     if stdio:
         read_fd, write_fd = os.dup(0), os.dup(1)
         devnull = os.open(os.devnull, os.O_RDONLY)

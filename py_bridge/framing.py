@@ -4,6 +4,10 @@ A frame is a 4-byte big-endian length followed by that many bytes. Reading
 goes straight into one preallocated buffer per frame (``readinto``), and
 writing hands the codec's parts to ``os.writev`` so a large tensor is never
 concatenated into a second copy.
+
+A frame longer than ``max_frame_bytes`` is never buffered: its first bytes are
+kept (so the server can still tell which request it was) and the rest is read
+and discarded, which keeps the stream in step for the next frame.
 """
 
 from __future__ import annotations
@@ -21,8 +25,20 @@ from py_bridge.errors import FrameTooLargeError, ProtocolError
 HEADER = struct.Struct(">I")
 DEFAULT_MAX_FRAME_BYTES = 1 << 30
 
+#: How many leading bytes of an oversized frame are kept for the error report.
+OVERSIZED_HEAD_BYTES = 64
+
 # os.writev accepts at most IOV_MAX buffers per call.
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+
+
+class OversizedFrameError(FrameTooLargeError):
+    """A frame over ``max_frame_bytes``; ``head`` holds its first bytes."""
+
+    def __init__(self, message: str, *, length: int, head: bytes) -> None:
+        super().__init__(message)
+        self.length = length
+        self.head = head
 
 
 class FrameReader:
@@ -33,17 +49,29 @@ class FrameReader:
         self.max_frame_bytes = max_frame_bytes
 
     def read(self) -> memoryview | None:
+        """The next frame's body, or None at a clean end of file.
+
+        Raises :class:`OversizedFrameError` for a frame over the limit (the
+        stream stays usable) and :class:`ProtocolError` when the input ends
+        inside a frame (it does not).
+        """
         header = self._read_exact(HEADER.size)
         if header is None:
             return None
         (length,) = HEADER.unpack(header)
         if length > self.max_frame_bytes:
-            # Skipping keeps the stream in step, so the next frame still parses.
-            self._skip(length)
-            raise FrameTooLargeError(f"frame of {length} bytes exceeds max_frame_bytes ({self.max_frame_bytes})")
+            head = self._read_exact(min(length, OVERSIZED_HEAD_BYTES))
+            if head is None:
+                raise ProtocolError("stream ended inside an oversized frame")
+            self._skip(length - len(head))
+            raise OversizedFrameError(
+                f"frame of {length} bytes exceeds max_frame_bytes ({self.max_frame_bytes})",
+                length=length,
+                head=bytes(head),
+            )
         body = self._read_exact(length)
         if body is None:
-            return None
+            raise ProtocolError(f"stream ended before the body of a frame of {length} bytes")
         return body
 
     def _read_exact(self, size: int) -> memoryview | None:
@@ -77,11 +105,17 @@ class FrameWriter:
         self._lock = threading.Lock()
 
     def send(self, term: Any) -> None:
-        """Encode ``term`` and write it as one frame."""
+        """Encode ``term`` and write it as one frame.
+
+        Encoding happens before the lock is taken, so a term the codec refuses
+        raises here and leaves the stream untouched.
+        """
         self.write_parts(etf.encode_parts(term))
 
     def write_parts(self, parts: Sequence[bytes | bytearray | memoryview]) -> None:
         size = sum(memoryview(p).nbytes for p in parts)
+        if size > 0xFFFFFFFF:
+            raise FrameTooLargeError(f"a frame of {size} bytes does not fit {{packet, 4}}")
         buffers: list[Any] = [HEADER.pack(size), *parts]
         with self._lock:
             self._writev_all(buffers)

@@ -16,6 +16,15 @@ defmodule PyBridge.Command do
 
   @type t :: String.t() | [String.t()]
 
+  @typedoc false
+  # The worker's stderr: a file the worker appends to and the shim reads back
+  # through its own handle, so the name can go as soon as the worker has it open.
+  @type stderr :: %{path: String.t() | nil, io: :file.io_device(), kept: binary()}
+
+  # Keep the file small: past this size its tail is kept in memory and the file emptied.
+  @stderr_limit 1_048_576
+  @tail_bytes 8_192
+
   @doc false
   @spec resolve(t() | nil) :: {:ok, {String.t(), [String.t()]}} | {:error, PyBridge.Error.t()}
   def resolve(command \\ nil) do
@@ -42,15 +51,19 @@ defmodule PyBridge.Command do
   end
 
   @doc false
-  # Opens `bridge <args>` as a port on fds 3/4, with its stderr sent to `stderr_path`.
+  # Opens `bridge <args>` as a port on fds 3/4, with its stderr sent to the
+  # `:stderr` file (see open_stderr/1).
   @spec open({String.t(), [String.t()]}, [String.t()], keyword()) :: port()
   def open({path, prefix}, args, opts \\ []) do
     env =
       [{~c"PYTHONUNBUFFERED", ~c"1"}] ++
         Keyword.get(opts, :env, []) ++
-        case opts[:stderr_path] do
-          nil -> []
-          stderr -> [{~c"PYBRIDGE_STDERR_FILE", String.to_charlist(stderr)}]
+        case opts[:stderr] do
+          %{path: stderr} when is_binary(stderr) ->
+            [{~c"PYBRIDGE_STDERR_FILE", String.to_charlist(stderr)}]
+
+          _ ->
+            []
         end
 
     Port.open({:spawn_executable, path}, [
@@ -63,29 +76,163 @@ defmodule PyBridge.Command do
     ])
   end
 
+  ## The worker's stderr file
+
   @doc false
-  @spec stderr_tail(String.t() | nil, pos_integer()) :: [String.t()]
-  def stderr_tail(path, lines \\ 20)
+  # Creates an empty private file for a worker's stderr and opens it for reading.
+  @spec open_stderr(String.t()) :: {:ok, stderr()} | {:error, term()}
+  def open_stderr(label, tries \\ 5) do
+    # Other BEAMs (peer nodes, other applications) share the directory: the
+    # OS pid keeps names apart, and :exclusive catches whatever still collides.
+    name = "py_bridge-#{label}-#{System.pid()}-#{System.unique_integer([:positive])}.stderr"
+    path = Path.join(System.tmp_dir!(), name)
+
+    case :file.open(path, [:read, :write, :binary, :raw, :exclusive]) do
+      {:ok, io} ->
+        File.chmod(path, 0o600)
+        {:ok, %{path: path, io: io, kept: ""}}
+
+      {:error, :eexist} when tries > 1 ->
+        open_stderr(label, tries - 1)
+
+      {:error, reason} ->
+        {:error, reason}
+    end
+  end
+
+  @doc false
+  # Removes the file's name once the worker holds it open: from then on no way
+  # of stopping, not even the BEAM being killed, leaves the file behind.
+  @spec unlink_stderr(stderr()) :: stderr()
+  def unlink_stderr(%{path: nil} = stderr), do: stderr
+
+  def unlink_stderr(%{path: path} = stderr) do
+    File.rm(path)
+    %{stderr | path: nil}
+  end
+
+  @doc false
+  @spec close_stderr(stderr() | nil) :: :ok
+  def close_stderr(nil), do: :ok
+
+  def close_stderr(stderr) do
+    unlink_stderr(stderr)
+    :file.close(stderr.io)
+    :ok
+  end
+
+  @doc false
+  # Bounds the file: past @stderr_limit bytes its tail moves to memory and the
+  # file is emptied (the worker appends, so it goes on writing at the new end).
+  @spec trim_stderr(stderr()) :: stderr()
+  def trim_stderr(stderr) do
+    case :file.position(stderr.io, :eof) do
+      {:ok, size} when size > @stderr_limit ->
+        kept = read_tail(stderr.io, size)
+        {:ok, 0} = :file.position(stderr.io, 0)
+        :file.truncate(stderr.io)
+        %{stderr | kept: kept}
+
+      _ ->
+        stderr
+    end
+  end
+
+  @doc false
+  @spec stderr_tail(stderr() | nil, pos_integer()) :: [String.t()]
+  def stderr_tail(stderr, lines \\ 20)
   def stderr_tail(nil, _lines), do: []
 
-  def stderr_tail(path, lines) do
-    case File.open(path, [:read, :binary]) do
-      {:ok, file} ->
-        try do
-          size = File.stat!(path).size
-          offset = max(size - 8192, 0)
-          {:ok, data} = :file.pread(file, offset, 8192)
-          data = if is_binary(data), do: data, else: ""
+  def stderr_tail(stderr, lines) do
+    data =
+      case :file.position(stderr.io, :eof) do
+        {:ok, size} -> stderr.kept <> read_tail(stderr.io, size)
+        _ -> stderr.kept
+      end
 
-          data
-          |> String.split("\n", trim: true)
-          |> Enum.take(-lines)
-        after
-          File.close(file)
+    data
+    |> String.split("\n", trim: true)
+    |> Enum.take(-lines)
+    |> Enum.map(&printable/1)
+  end
+
+  defp read_tail(io, size) do
+    offset = max(size - @tail_bytes, 0)
+
+    case :file.pread(io, offset, @tail_bytes) do
+      {:ok, data} -> data
+      _ -> ""
+    end
+  end
+
+  defp printable(line) do
+    if String.valid?(line), do: line, else: inspect(line, binaries: :as_strings)
+  end
+
+  ## The worker's OS process
+
+  @doc false
+  # Makes sure the OS process `os_pid` does not outlive `owner`: when the
+  # owner dies by any means (even killed before its terminate/2 could stop
+  # the worker) the process is given a moment to exit on its own, as it does
+  # when its input closes, and is then killed. The process is recognised by
+  # its start time, so a recycled pid is never signalled.
+  @spec reap_on_exit(pid(), non_neg_integer()) :: pid()
+  def reap_on_exit(owner, os_pid) do
+    started = start_time(os_pid)
+
+    spawn(fn ->
+      ref = Process.monitor(owner)
+
+      receive do
+        {:DOWN, ^ref, :process, _, _} -> reap(os_pid, started, 20)
+      end
+    end)
+  end
+
+  defp reap(_os_pid, nil, _tries), do: :ok
+
+  defp reap(os_pid, started, 0) do
+    if start_time(os_pid) == started, do: signal(os_pid, "KILL")
+    :ok
+  end
+
+  defp reap(os_pid, started, tries) do
+    if start_time(os_pid) == started do
+      Process.sleep(100)
+      reap(os_pid, started, tries - 1)
+    else
+      :ok
+    end
+  end
+
+  @doc false
+  # Sends `signal` ("TERM", "KILL") to an OS process.
+  @spec signal(non_neg_integer(), String.t()) :: :ok
+  def signal(os_pid, signal) do
+    System.cmd("kill", ["-#{signal}", Integer.to_string(os_pid)], stderr_to_stdout: true)
+    :ok
+  end
+
+  @doc false
+  # The process's start time in clock ticks since boot (Linux), or nil when it
+  # is gone, a zombie, or this is not Linux.
+  @spec start_time(non_neg_integer()) :: String.t() | nil
+  def start_time(os_pid) do
+    case File.read("/proc/#{os_pid}/stat") do
+      {:ok, stat} ->
+        # The command name (field 2) may hold spaces and parentheses; the
+        # fields after its last ") " do not. Field 22 is the start time.
+        {at, 2} = stat |> :binary.matches(") ") |> List.last()
+        rest = binary_part(stat, at + 2, byte_size(stat) - at - 2)
+
+        case String.split(rest, " ") do
+          ["Z" | _] -> nil
+          fields -> Enum.at(fields, 19)
         end
 
       {:error, _} ->
-        []
+        nil
     end
   end
 

@@ -29,16 +29,39 @@ defmodule PyBridge.Serving do
 
   ## Failures
 
-    * A bad item fails alone: the caller that sent it gets a
-      `PyBridge.Error` raised, every other item of the batch is answered.
-    * When a worker dies, the callers of its running batch exit with
+    * Malformed input raises `ArgumentError` in the caller before anything
+      is queued. An item the worker rejects fails alone: the caller that
+      sent it gets a `PyBridge.Error` raised, every other item of the batch
+      is answered. `protocols/bad_inputs.md` lists every bad input and the
+      error it gets.
+    * When a worker dies (an exception that kills it, `os._exit`, a signal,
+      a segfault in native code), the callers of its running batch exit at
+      once with
       `{%PyBridge.Error{type: :worker_crashed}, {PyBridge.Serving, :batched_run, [name, input]}}`,
-      the shape `Nx.Serving` uses, and the worker restarts. Queued items wait
-      for it and are not lost.
-    * A caller that dies or times out has its queued items dropped; a
-      streaming generation it was reading stops in the worker.
+      the shape `Nx.Serving` uses. The error's `:details` hold the exit
+      status and the last lines of the worker's stderr. The worker restarts;
+      queued items wait for it and are not lost.
+    * Past `:max_restarts` restarts in `:max_seconds` the serving stops, and
+      callers still waiting exit with the error that kept the worker from
+      starting again.
+    * A caller that dies or exits on its `:timeout` has its queued items
+      removed before they run, and a batch or stream that serves nobody any
+      more is cancelled in the worker. A reply that arrives after its caller
+      left is dropped.
     * Past `:max_queue` queued items, callers get an `:overloaded`
-      `PyBridge.Error` at once instead of unbounded memory growth.
+      `PyBridge.Error` raised at once instead of unbounded memory growth.
+    * An input larger than `:max_frame_bytes` on the wire raises a
+      `:frame_too_large` `PyBridge.Error` in the caller.
+
+  ## Shutdown
+
+  Stopping the serving (its supervisor, or the application) lets each
+  worker finish its running batch for up to `:shutdown` ms; callers whose
+  work did not finish, and callers still queued, exit with a `:cancelled`
+  `PyBridge.Error`. The worker is then asked to exit, and if it does not,
+  sent `SIGTERM` and then `SIGKILL` by OS pid. The worker also exits on its
+  own when the BEAM goes away, even by `kill -9`: it watches its input pipe
+  and (on Linux) asks the kernel for a signal when its parent dies.
 
   ## Telemetry
 
@@ -71,6 +94,8 @@ defmodule PyBridge.Serving do
         }
 
   @type name :: atom() | {:local, atom()} | {:distributed, atom()}
+
+  @default_max_frame_bytes 1_073_741_824
 
   @process_options [
     :serving,
@@ -158,7 +183,9 @@ defmodule PyBridge.Serving do
       Defaults to the model's, then the application's setting, then `bridge`.
     * `:device` - `"auto"`, `"cpu"`, `"cuda"`, `"cuda:N"` or `"mps"`, or a
       list with one device per partition. Defaults to the model's (`"auto"`).
-    * `:max_frame_bytes` - the largest frame the worker accepts.
+    * `:max_frame_bytes` - the largest frame the worker accepts, and the
+      most a compressed frame from the worker may expand to. A larger input
+      fails in the caller with a `:frame_too_large` error. Defaults to 1 GiB.
     * `:log_level` - the lowest Python log level forwarded to `Logger`.
       Defaults to `:info`.
     * `:max_restarts`, `:max_seconds` - how many worker restarts are
@@ -180,7 +207,8 @@ defmodule PyBridge.Serving do
 
     batch_size = batch_size!(serving, opts[:batch_size])
     partitions = partitions(opts[:partitions] || false)
-    :persistent_term.put({__MODULE__, name}, client_config(serving))
+    validate_limits!(opts)
+    :persistent_term.put({__MODULE__, name}, client_config(serving, opts))
 
     server_opts = [
       name: name,
@@ -260,9 +288,16 @@ defmodule PyBridge.Serving do
   Like `Nx.Serving`, there is no timeout by default. The third argument is a
   keyword list:
 
-    * `:timeout` - ms to wait for the answer; past it the request is
-      cancelled and the caller exits with `{:timeout, {PyBridge.Serving, :batched_run, [name, input]}}`.
-      Defaults to `:infinity`.
+    * `:timeout` - ms to wait for the answer (for a streaming serving, for
+      the whole stream); past it the request's queued items are removed, its
+      running work is cancelled, and the caller exits with
+      `{:timeout, {PyBridge.Serving, :batched_run, [name, input]}}`, as
+      `GenServer.call/3` does. Defaults to `:infinity`.
+
+  It raises `ArgumentError` for malformed input or options, and a
+  `PyBridge.Error` for an item the worker rejected, an `:overloaded` queue
+  or an input over `:max_frame_bytes`; it exits as described under
+  "Failures" when the worker dies or the serving stops.
 
   For compatibility with `Nx.Serving.batched_run/3` it may also be a
   function, applied to the input before it is sent to another node.
@@ -291,27 +326,53 @@ defmodule PyBridge.Serving do
     end
   end
 
-  @doc false
-  def local_batched_run(pid, name, input, opts) do
-    opts = Keyword.validate!(opts, timeout: :infinity, distributed_preprocessing: nil)
-    config = client_config!(name)
-    span(name, fn -> do_batched_run(pid, name, input, config, opts[:timeout]) end)
+  def batched_run(name, _input, _opts) do
+    raise ArgumentError,
+          "expected the serving name to be an atom, {:local, atom} or {:distributed, atom}, " <>
+            "got: #{inspect(name)}"
   end
 
-  defp do_batched_run(pid, name, input, config, timeout) do
+  @doc false
+  def local_batched_run(pid, name, input, opts) do
+    unless Keyword.keyword?(opts) do
+      raise ArgumentError,
+            "expected the options of batched_run/3 to be a keyword list or a function, got: #{inspect(opts)}"
+    end
+
+    opts = Keyword.validate!(opts, timeout: :infinity, distributed_preprocessing: nil)
+    deadline = deadline(opts[:timeout])
+    config = client_config!(name)
+    span(name, fn -> do_batched_run(pid, name, input, config, deadline) end)
+  end
+
+  defp do_batched_run(pid, name, input, config, deadline) do
     {items, info} = config.preprocess.(input)
     # Nx tensors in the items become the wire's struct here, in the caller.
     items = Tensor.deep_to_wire(items)
+    check_frame_size!(items, config.max_frame_bytes)
     key = if config.streaming, do: :stream, else: :default
     ref = :erlang.monitor(:process, pid, alias: :demonitor)
     send(pid, {:run, ref, self(), items, key})
     mfa = {__MODULE__, :batched_run, [name, input]}
 
     if config.streaming do
-      PyBridge.Serving.Stream.new(pid, ref, config.streaming, mfa)
+      PyBridge.Serving.Stream.new(pid, ref, config.streaming, mfa, deadline)
     else
-      results = collect(pid, ref, length(items), %{}, deadline(timeout), mfa)
+      results = collect(pid, ref, length(items), %{}, deadline, mfa)
       config.postprocess.({results, info})
+    end
+  end
+
+  # Checked here so that an oversized input fails its own caller, never the
+  # other callers it would be batched with.
+  defp check_frame_size!(items, limit) do
+    size = :erlang.external_size(items)
+
+    if size > limit do
+      raise Error.new(
+              :frame_too_large,
+              "the input is #{size} bytes on the wire, over the serving's :max_frame_bytes (#{limit})"
+            )
     end
   end
 
@@ -358,11 +419,12 @@ defmodule PyBridge.Serving do
   defp remaining(:infinity), do: :infinity
   defp remaining(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
 
-  defp client_config(serving) do
+  defp client_config(serving, opts) do
     %{
       preprocess: serving.client_preprocessing || (&default_preprocessing/1),
       postprocess: serving.client_postprocessing || (&default_postprocessing/1),
-      streaming: serving.streaming
+      streaming: serving.streaming,
+      max_frame_bytes: opts[:max_frame_bytes] || @default_max_frame_bytes
     }
   end
 
@@ -404,6 +466,35 @@ defmodule PyBridge.Serving do
     raise ArgumentError,
           "the serving was built with batch size #{compiled} (its :compile option), " <>
             "but :batch_size #{inspect(given)} was given to start_link"
+  end
+
+  defp validate_limits!(opts) do
+    check = fn key, valid?, expected ->
+      case Keyword.fetch(opts, key) do
+        {:ok, value} ->
+          unless valid?.(value) do
+            raise ArgumentError,
+                  "expected #{inspect(key)} to be #{expected}, got: #{inspect(value)}"
+          end
+
+        :error ->
+          :ok
+      end
+    end
+
+    non_neg = &(is_integer(&1) and &1 >= 0)
+    check.(:batch_timeout, non_neg, "a non-negative integer")
+    check.(:shutdown, non_neg, "a non-negative integer")
+    check.(:max_queue, &(is_integer(&1) and &1 > 0), "a positive integer")
+
+    check.(
+      :start_timeout,
+      &(&1 == :infinity or non_neg.(&1)),
+      "a non-negative integer or :infinity"
+    )
+
+    # The worker's own command line takes nothing smaller.
+    check.(:max_frame_bytes, &(is_integer(&1) and &1 >= 1024), "an integer of at least 1024")
   end
 
   defp partitions(false), do: 1

@@ -42,12 +42,15 @@ defmodule PyBridge.TestSupport do
   """
   def scripted_serving(flags \\ [], opts \\ []) do
     dir = Path.join(System.tmp_dir!(), "py_bridge_fake_model")
-    File.mkdir_p!(dir)
+    config = Path.join(dir, "config.json")
 
-    File.write!(
-      Path.join(dir, "config.json"),
-      ~s({"model_type": "fake", "architectures": ["FakeModel"]})
-    )
+    # Written once, by rename, so a worker of a concurrent test never reads half a file.
+    unless File.exists?(config) do
+      File.mkdir_p!(dir)
+      partial = "#{config}.#{System.unique_integer([:positive])}"
+      File.write!(partial, ~s({"model_type": "fake", "architectures": ["FakeModel"]}))
+      File.rename!(partial, config)
+    end
 
     model = %PyBridge.Model{
       repository: {:local, dir},

@@ -4,8 +4,16 @@ defmodule PyBridge.Serving.Inline do
   # started on first use under PyBridge.InlineSupervisor and stopped once it
   # has been idle for :inline_idle_timeout ms, so repeated run/2 calls load
   # the model once.
+  #
+  # A model can take long to load, and meanwhile run/2 for servings that are
+  # up, or that start faster, must not wait. So neither this process nor the
+  # supervisor blocks on a load: each serving is owned by a Holder, which
+  # starts it after its own start has returned and reports back. Concurrent
+  # first calls for one serving share its single start.
 
   use GenServer
+
+  alias PyBridge.Serving.Inline.Holder
 
   @sweep_every 5_000
 
@@ -24,55 +32,116 @@ defmodule PyBridge.Serving.Inline do
   @impl true
   def init(:ok) do
     Process.send_after(self(), :sweep, @sweep_every)
-    {:ok, %{}}
+    # running: serving => %{name, holder, used}
+    # starting: serving => %{holder, monitor, waiting: [from]}
+    # names: serving => atom, kept so a serving started again reuses its atom
+    {:ok, %{running: %{}, starting: %{}, names: %{}}}
   end
 
   @impl true
-  def handle_call({:checkout, serving}, _from, servings) do
-    key = :erlang.phash2(serving)
-    now = System.monotonic_time(:millisecond)
-
-    case servings do
-      %{^key => %{name: name, pid: pid} = entry} when is_pid(pid) ->
-        if Process.alive?(pid) do
-          {:reply, {:ok, name}, Map.put(servings, key, %{entry | used: now})}
+  # The serving struct itself is the key: two servings are the same when
+  # they are equal, which a hash could only approximate.
+  def handle_call({:checkout, serving}, from, state) do
+    case state do
+      %{running: %{^serving => %{holder: holder} = entry}} ->
+        if Process.alive?(holder) do
+          entry = %{entry | used: System.monotonic_time(:millisecond)}
+          {:reply, {:ok, entry.name}, %{state | running: Map.put(state.running, serving, entry)}}
         else
-          start(serving, key, now, Map.delete(servings, key))
+          state = %{state | running: Map.delete(state.running, serving)}
+          start(state, serving, from)
         end
 
       _ ->
-        start(serving, key, now, servings)
+        start(state, serving, from)
     end
   end
 
   @impl true
-  def handle_info(:sweep, servings) do
+  def handle_info({:inline_started, holder, result}, state) do
+    case Enum.find(state.starting, fn {_serving, s} -> s.holder == holder end) do
+      {serving, starting} ->
+        Process.demonitor(starting.monitor, [:flush])
+        state = %{state | starting: Map.delete(state.starting, serving)}
+
+        state =
+          case result do
+            {:ok, name} ->
+              entry = %{name: name, holder: holder, used: System.monotonic_time(:millisecond)}
+              %{state | running: Map.put(state.running, serving, entry)}
+
+            {:error, _} ->
+              state
+          end
+
+        for from <- starting.waiting, do: GenServer.reply(from, result)
+        {:noreply, state}
+
+      nil ->
+        {:noreply, state}
+    end
+  end
+
+  # A holder that died before it reported.
+  def handle_info({:DOWN, monitor, :process, _pid, reason}, state) do
+    case Enum.find(state.starting, fn {_serving, s} -> s.monitor == monitor end) do
+      {serving, starting} ->
+        for from <- starting.waiting, do: GenServer.reply(from, {:error, reason})
+        {:noreply, %{state | starting: Map.delete(state.starting, serving)}}
+
+      nil ->
+        {:noreply, state}
+    end
+  end
+
+  def handle_info(:sweep, state) do
     Process.send_after(self(), :sweep, @sweep_every)
     idle = Application.get_env(:py_bridge, :inline_idle_timeout, 60_000)
     now = System.monotonic_time(:millisecond)
 
-    servings =
-      Map.reject(servings, fn {_key, entry} ->
+    running =
+      Map.reject(state.running, fn {_serving, entry} ->
         stale? = now - entry.used > idle and not busy?(entry.name)
-        if stale?, do: DynamicSupervisor.terminate_child(PyBridge.InlineSupervisor, entry.pid)
+        if stale?, do: DynamicSupervisor.terminate_child(PyBridge.InlineSupervisor, entry.holder)
         stale?
       end)
 
-    {:noreply, servings}
+    {:noreply, %{state | running: running}}
   end
 
-  defp start(serving, key, now, servings) do
-    name = Module.concat(PyBridge.Inline, "S#{key}")
+  def handle_info(_message, state), do: {:noreply, state}
 
-    spec =
-      Supervisor.child_spec({PyBridge.Serving, serving: serving, name: name}, restart: :temporary)
+  defp start(state, serving, from) do
+    case state.starting do
+      %{^serving => starting} ->
+        starting = %{starting | waiting: [from | starting.waiting]}
+        {:noreply, %{state | starting: Map.put(state.starting, serving, starting)}}
 
-    case DynamicSupervisor.start_child(PyBridge.InlineSupervisor, spec) do
-      {:ok, pid} ->
-        {:reply, {:ok, name}, Map.put(servings, key, %{name: name, pid: pid, used: now})}
+      _ ->
+        {name, state} = name_for(state, serving)
 
-      {:error, reason} ->
-        {:reply, {:error, reason}, servings}
+        case DynamicSupervisor.start_child(
+               PyBridge.InlineSupervisor,
+               {Holder, {serving, name, self()}}
+             ) do
+          {:ok, holder} ->
+            starting = %{holder: holder, monitor: Process.monitor(holder), waiting: [from]}
+            {:noreply, %{state | starting: Map.put(state.starting, serving, starting)}}
+
+          {:error, reason} ->
+            {:reply, {:error, reason}, state}
+        end
+    end
+  end
+
+  defp name_for(state, serving) do
+    case state.names do
+      %{^serving => name} ->
+        {name, state}
+
+      names ->
+        name = Module.concat(PyBridge.Inline, "S#{map_size(names)}")
+        {name, %{state | names: Map.put(names, serving, name)}}
     end
   end
 
@@ -81,5 +150,62 @@ defmodule PyBridge.Serving.Inline do
       nil -> false
       pid -> PyBridge.Serving.Server.tables(pid).requests > 0
     end
+  catch
+    :exit, _ -> false
+  end
+end
+
+defmodule PyBridge.Serving.Inline.Holder do
+  @moduledoc false
+  # Owns one inline serving under PyBridge.InlineSupervisor. Its own start
+  # returns at once; the serving (and its model load) starts right after, and
+  # the result goes to the Inline process as {:inline_started, holder, result}.
+  # Stopping the holder stops the serving, which drains as usual.
+
+  use GenServer
+
+  def child_spec({_serving, name, _owner} = args) do
+    %{
+      id: name,
+      start: {__MODULE__, :start_link, [args]},
+      restart: :temporary,
+      type: :supervisor,
+      shutdown: :infinity
+    }
+  end
+
+  def start_link(args), do: GenServer.start_link(__MODULE__, args)
+
+  @impl true
+  def init(args) do
+    Process.flag(:trap_exit, true)
+    {:ok, nil, {:continue, {:start, args}}}
+  end
+
+  @impl true
+  def handle_continue({:start, {serving, name, owner}}, nil) do
+    case PyBridge.Serving.start_link(serving: serving, name: name) do
+      {:ok, supervisor} ->
+        send(owner, {:inline_started, self(), {:ok, name}})
+        {:noreply, supervisor}
+
+      {:error, reason} ->
+        send(owner, {:inline_started, self(), {:error, reason}})
+        {:stop, :normal, nil}
+    end
+  end
+
+  @impl true
+  # The serving gave up (its workers could not be restarted): so does the holder.
+  def handle_info({:EXIT, supervisor, _reason}, supervisor), do: {:stop, :normal, nil}
+  def handle_info(_message, supervisor), do: {:noreply, supervisor}
+
+  @impl true
+  def terminate(_reason, nil), do: :ok
+
+  def terminate(_reason, supervisor) do
+    Supervisor.stop(supervisor)
+  catch
+    :exit, _ -> :ok
   end
 end

@@ -7,7 +7,12 @@ defmodule PyBridge.Serving.Server do
   #
   # Callers are monitored: a caller that dies or gives up has its queued
   # items removed before they run, and a running batch whose callers are all
-  # gone is cancelled in the worker.
+  # gone is cancelled in the worker. Every request ends in exactly one of:
+  # all its items answered, {:failed, error}, or this process going down.
+  #
+  # A caller's request is {:run, ref, pid, items, key}, where `ref` is a
+  # monitor alias of the caller: replies sent to it after the caller gave up
+  # are dropped by the VM, so a late answer never reaches a stale mailbox.
 
   use GenServer
   require Logger
@@ -21,16 +26,24 @@ defmodule PyBridge.Serving.Server do
     :max_queue,
     # key => :queue of {ref, index, item}; a key separates streaming items
     queues: %{},
+    # key => number of items in that queue (:queue.len/1 walks the queue)
+    sizes: %{},
     queued: 0,
     timers: %{},
     due: MapSet.new(),
-    # ref => %{pid, monitor, alias, pending, key}
+    # ref => %{pid, monitor, pending, key}
     requests: %{},
-    # worker pid => %{monitor, batch: nil | id}
+    # caller monitor => ref
+    monitors: %{},
+    # worker pid => %{monitor, batch: nil | id, stopping: false | :shutdown | :crashed}
     workers: %{},
-    # batch id => %{worker, entries: [{ref, index}]}
+    # batch id => %{worker, entries: [{ref, index}], cancelled: boolean}
     batches: %{},
-    next_batch: 0
+    next_batch: 0,
+    # why the last worker start failed, for callers left when the serving gives up
+    start_error: nil,
+    # whether any worker was ever ready: a failed restart, not a failed first start
+    started: false
   ]
 
   def start_link(opts) do
@@ -60,17 +73,24 @@ defmodule PyBridge.Serving.Server do
   def handle_call(:tables, _from, state) do
     snapshot = %{
       queued: state.queued,
+      queue_entries: state.queues |> Map.values() |> Enum.map(&:queue.len/1) |> Enum.sum(),
       requests: map_size(state.requests),
+      monitors: map_size(state.monitors),
       batches: map_size(state.batches),
+      timers: map_size(state.timers),
+      due: MapSet.size(state.due),
       workers: map_size(state.workers),
-      idle_workers: Enum.count(state.workers, fn {_, w} -> w.batch == nil end)
+      idle_workers:
+        Enum.count(state.workers, fn {_, w} -> w.batch == nil and w.stopping == false end)
     }
 
     {:reply, snapshot, state}
   end
 
   @impl true
-  # A caller's request: {ref (also the reply alias), caller pid, items, key}.
+  # A request of no items is already answered: its caller does not wait.
+  def handle_info({:run, _ref, _pid, [], _key}, state), do: {:noreply, state}
+
   def handle_info({:run, ref, pid, items, key}, state) do
     count = length(items)
 
@@ -80,14 +100,19 @@ defmodule PyBridge.Serving.Server do
     else
       monitor = Process.monitor(pid)
       request = %{pid: pid, monitor: monitor, pending: count, key: key}
-      entries = items |> Enum.with_index() |> Enum.map(fn {item, i} -> {ref, i, item} end)
       queue = Map.get(state.queues, key, :queue.new())
-      queue = Enum.reduce(entries, queue, &:queue.in/2)
+
+      queue =
+        items
+        |> Enum.with_index()
+        |> Enum.reduce(queue, fn {item, i}, q -> :queue.in({ref, i, item}, q) end)
 
       state = %{
         state
         | requests: Map.put(state.requests, ref, request),
+          monitors: Map.put(state.monitors, monitor, ref),
           queues: Map.put(state.queues, key, queue),
+          sizes: Map.update(state.sizes, key, count, &(&1 + count)),
           queued: state.queued + count
       }
 
@@ -97,28 +122,64 @@ defmodule PyBridge.Serving.Server do
 
   def handle_info({:cancel, ref}, state), do: {:noreply, drop_request(state, ref)}
 
-  def handle_info({:batch_timeout, key}, state) do
-    state = %{state | timers: Map.delete(state.timers, key), due: MapSet.put(state.due, key)}
-    {:noreply, dispatch(state)}
+  # A timer cancelled after it fired still delivers its message; the token
+  # tells the live timer from such a stale one.
+  def handle_info({:batch_timeout, key, token}, state) do
+    case state.timers do
+      %{^key => {_timer, ^token}} ->
+        state = %{state | timers: Map.delete(state.timers, key), due: MapSet.put(state.due, key)}
+        {:noreply, dispatch(state)}
+
+      _ ->
+        {:noreply, state}
+    end
   end
 
   def handle_info({:worker_ready, worker, _info}, state) do
     monitor = Process.monitor(worker)
-    workers = Map.put(state.workers, worker, %{monitor: monitor, batch: nil})
-    {:noreply, dispatch(%{state | workers: workers})}
+    workers = Map.put(state.workers, worker, %{monitor: monitor, batch: nil, stopping: false})
+    {:noreply, dispatch(%{state | workers: workers, start_error: nil, started: true})}
+  end
+
+  def handle_info({:worker_start_failed, _worker, error}, state),
+    do: {:noreply, %{state | start_error: error}}
+
+  # The worker is draining for shutdown, or its OS process died: it takes
+  # nothing new, and reports what it held before it goes.
+  def handle_info({:worker_stopping, worker, why}, state) do
+    workers =
+      case state.workers do
+        %{^worker => w} -> Map.put(state.workers, worker, %{w | stopping: why})
+        workers -> workers
+      end
+
+    {:noreply, %{state | workers: workers}}
   end
 
   def handle_info({:batch_done, worker, id, results}, state) do
     {batch, state} = take_batch(state, worker, id)
 
     state =
-      if batch do
-        batch.entries
-        |> Enum.zip(results)
-        |> Enum.group_by(fn {{ref, _}, _} -> ref end, fn {{_, i}, result} -> {i, result} end)
-        |> Enum.reduce(state, fn {ref, items}, acc -> deliver(acc, ref, items) end)
-      else
-        state
+      cond do
+        batch == nil ->
+          state
+
+        length(results) != length(batch.entries) ->
+          error =
+            Error.new(
+              :protocol_error,
+              "the worker answered #{length(results)} results for a batch of #{length(batch.entries)} items"
+            )
+
+          fail_refs(state, batch.entries, error)
+
+        true ->
+          batch.entries
+          |> Enum.zip(results)
+          |> Enum.group_by(fn {{ref, _}, _} -> ref end, fn {{_, i}, result} ->
+            {i, checked_result(result)}
+          end)
+          |> Enum.reduce(state, fn {ref, items}, acc -> deliver(acc, ref, items) end)
       end
 
     {:noreply, dispatch(state)}
@@ -141,24 +202,14 @@ defmodule PyBridge.Serving.Server do
 
   def handle_info({:DOWN, monitor, :process, pid, reason}, state) do
     case state.workers do
-      %{^pid => %{monitor: ^monitor, batch: batch_id}} ->
-        state = %{state | workers: Map.delete(state.workers, pid)}
-        # The worker normally reports its batch before it stops; this covers a
-        # worker process that was killed outright.
-        state =
-          case batch_id && Map.pop(state.batches, batch_id) do
-            {%{entries: entries}, batches} ->
-              error = Error.new(:worker_crashed, "the worker process exited: #{inspect(reason)}")
-              fail_refs(%{state | batches: batches}, entries, error)
-
-            _ ->
-              state
-          end
-
-        {:noreply, state}
+      %{^pid => %{monitor: ^monitor} = worker} ->
+        {:noreply, worker_down(state, pid, worker, reason)}
 
       _ ->
-        {:noreply, drop_caller(state, pid)}
+        case Map.pop(state.monitors, monitor) do
+          {nil, _} -> {:noreply, state}
+          {ref, monitors} -> {:noreply, drop_request(%{state | monitors: monitors}, ref)}
+        end
     end
   end
 
@@ -167,10 +218,45 @@ defmodule PyBridge.Serving.Server do
 
   @impl true
   def terminate(_reason, state) do
-    # Callers still waiting see this process go down and exit like
-    # Nx.Serving's callers do; nothing else to release.
-    for {_ref, %{monitor: monitor}} <- state.requests, do: Process.demonitor(monitor, [:flush])
+    # Whoever still waits gets a reason now rather than a bare :shutdown.
+    error =
+      case state.start_error do
+        %Error{} = cause when state.started ->
+          Logger.error(
+            "PyBridge serving #{inspect(state.name)} stopped: its worker could not be restarted: " <>
+              Exception.message(cause)
+          )
+
+          %{cause | message: "the worker could not be restarted: " <> cause.message}
+
+        _ ->
+          Error.new(:cancelled, "the serving #{inspect(state.name)} is shutting down")
+      end
+
+    for {ref, _request} <- state.requests, do: send(ref, {ref, {:failed, error}})
     :ok
+  end
+
+  ## Workers
+
+  # The worker normally reports its batch itself before it stops; this covers
+  # a worker process that was killed outright, or a batch sent to a worker
+  # that was already stopping.
+  defp worker_down(state, pid, worker, reason) do
+    state = %{state | workers: Map.delete(state.workers, pid)}
+
+    case worker.batch && Map.pop(state.batches, worker.batch) do
+      {%{entries: entries}, batches} ->
+        error =
+          if worker.stopping == :shutdown,
+            do: Error.new(:cancelled, "the serving #{inspect(state.name)} is shutting down"),
+            else: Error.new(:worker_crashed, "the worker process exited: #{inspect(reason)}")
+
+        fail_refs(%{state | batches: batches}, entries, error)
+
+      _ ->
+        state
+    end
   end
 
   ## Batching
@@ -179,8 +265,9 @@ defmodule PyBridge.Serving.Server do
     if Map.has_key?(state.timers, key) or MapSet.member?(state.due, key) do
       state
     else
-      timer = Process.send_after(self(), {:batch_timeout, key}, state.batch_timeout)
-      %{state | timers: Map.put(state.timers, key, timer)}
+      token = make_ref()
+      timer = Process.send_after(self(), {:batch_timeout, key, token}, state.batch_timeout)
+      %{state | timers: Map.put(state.timers, key, {timer, token})}
     end
   end
 
@@ -195,19 +282,21 @@ defmodule PyBridge.Serving.Server do
   end
 
   defp idle_worker(state) do
-    Enum.find_value(state.workers, fn {pid, w} -> if w.batch == nil, do: pid end)
+    Enum.find_value(state.workers, fn {pid, w} ->
+      if w.batch == nil and w.stopping == false, do: pid
+    end)
   end
 
   defp ready_key(state) do
-    Enum.find_value(state.queues, fn {key, queue} ->
-      size = :queue.len(queue)
+    Enum.find_value(state.sizes, fn {key, size} ->
       if size > 0 and (size >= state.batch_size or MapSet.member?(state.due, key)), do: key
     end)
   end
 
   defp cut_batch(state, key, worker) do
     queue = state.queues[key]
-    {taken, rest} = :queue.split(min(state.batch_size, :queue.len(queue)), queue)
+    count = min(state.batch_size, state.sizes[key])
+    {taken, rest} = :queue.split(count, queue)
     entries = :queue.to_list(taken)
     id = state.next_batch
     Worker.run(worker, id, Enum.map(entries, &elem(&1, 2)), %{stream: key == :stream})
@@ -215,11 +304,12 @@ defmodule PyBridge.Serving.Server do
     state = %{
       state
       | queues: Map.put(state.queues, key, rest),
-        queued: state.queued - length(entries),
+        sizes: Map.update!(state.sizes, key, &(&1 - count)),
+        queued: state.queued - count,
         batches:
           Map.put(state.batches, id, %{
             worker: worker,
-            entries: Enum.map(entries, &Tuple.delete_at(&1, 2)),
+            entries: Enum.map(entries, fn {ref, i, _item} -> {ref, i} end),
             cancelled: false
           }),
         workers: Map.update!(state.workers, worker, &%{&1 | batch: id}),
@@ -238,17 +328,26 @@ defmodule PyBridge.Serving.Server do
       {nil, _} ->
         state
 
-      {timer, timers} ->
+      {{timer, _token}, timers} ->
         Process.cancel_timer(timer)
         %{state | timers: timers}
     end
   end
 
   defp take_batch(state, worker, id) do
-    {batch, batches} = Map.pop(state.batches, id)
-    workers = Map.update(state.workers, worker, nil, &%{&1 | batch: nil})
-    workers = if workers[worker] == nil, do: Map.delete(workers, worker), else: workers
-    {batch, %{state | batches: batches, workers: workers}}
+    case Map.pop(state.batches, id) do
+      {%{worker: ^worker} = batch, batches} ->
+        workers =
+          case state.workers do
+            %{^worker => w} -> Map.put(state.workers, worker, %{w | batch: nil})
+            workers -> workers
+          end
+
+        {batch, %{state | batches: batches, workers: workers}}
+
+      _ ->
+        {nil, state}
+    end
   end
 
   ## Replies
@@ -260,8 +359,7 @@ defmodule PyBridge.Serving.Server do
         pending = request.pending - length(items)
 
         if pending == 0 do
-          Process.demonitor(request.monitor, [:flush])
-          %{state | requests: Map.delete(state.requests, ref)}
+          forget(state, ref, request)
         else
           %{state | requests: Map.put(state.requests, ref, %{request | pending: pending})}
         end
@@ -270,6 +368,21 @@ defmodule PyBridge.Serving.Server do
         # The caller left; its late results are dropped without noise.
         state
     end
+  end
+
+  # Each item's answer must be {:ok, value} or {:error, error map}; anything
+  # else is the worker's fault and becomes a protocol error for that item.
+  defp checked_result({:ok, _} = result), do: result
+  defp checked_result({:error, %{type: _, message: _}} = result), do: result
+
+  defp checked_result(other) do
+    error = %{
+      type: :protocol_error,
+      message: "the worker answered an item with #{inspect(other, limit: 5)}",
+      retryable: false
+    }
+
+    {:error, error}
   end
 
   defp fail_refs(state, entries, error) do
@@ -284,34 +397,43 @@ defmodule PyBridge.Serving.Server do
 
   ## Callers that leave
 
-  defp drop_caller(state, pid) do
-    state.requests
-    |> Enum.filter(fn {_ref, request} -> request.pid == pid end)
-    |> Enum.reduce(state, fn {ref, _}, acc -> drop_request(acc, ref) end)
-  end
-
   # Removes a request: its queued items go, and a running batch that serves
   # nobody any more is cancelled in the worker.
   defp drop_request(state, ref) do
-    case Map.pop(state.requests, ref) do
-      {nil, _} ->
-        state
-
-      {request, requests} ->
-        Process.demonitor(request.monitor, [:flush])
+    case state.requests do
+      %{^ref => request} ->
         queue = Map.get(state.queues, request.key, :queue.new())
         kept = :queue.filter(fn {r, _, _} -> r != ref end, queue)
-        removed = :queue.len(queue) - :queue.len(kept)
+        removed = Map.get(state.sizes, request.key, 0) - :queue.len(kept)
 
         state = %{
-          state
-          | requests: requests,
-            queues: Map.put(state.queues, request.key, kept),
+          forget(state, ref, request)
+          | queues: Map.put(state.queues, request.key, kept),
+            sizes: Map.put(state.sizes, request.key, :queue.len(kept)),
             queued: state.queued - removed
         }
 
-        cancel_orphaned_batches(state)
+        state |> maybe_cancel_timer(request.key) |> cancel_orphaned_batches()
+
+      _ ->
+        state
     end
+  end
+
+  defp forget(state, ref, request) do
+    Process.demonitor(request.monitor, [:flush])
+
+    %{
+      state
+      | requests: Map.delete(state.requests, ref),
+        monitors: Map.delete(state.monitors, request.monitor)
+    }
+  end
+
+  defp maybe_cancel_timer(state, key) do
+    if Map.get(state.sizes, key, 0) == 0,
+      do: %{cancel_timer(state, key) | due: MapSet.delete(state.due, key)},
+      else: state
   end
 
   defp cancel_orphaned_batches(state) do

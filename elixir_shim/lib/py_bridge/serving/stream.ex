@@ -2,12 +2,13 @@ defmodule PyBridge.Serving.Stream do
   @moduledoc false
   # The Elixir Stream a streaming serving returns. Chunks arrive as messages
   # for the caller's request; halting the stream early (Enum.take/2, a
-  # raise) cancels the generation in the worker.
+  # raise) or passing the caller's :timeout cancels the generation in the
+  # worker.
 
   alias PyBridge.Error
 
-  @spec new(pid(), reference(), map(), mfa()) :: Enumerable.t()
-  def new(server, ref, streaming, mfa) do
+  @spec new(pid(), reference(), map(), mfa(), integer() | :infinity) :: Enumerable.t()
+  def new(server, ref, streaming, mfa, deadline \\ :infinity) do
     owner = self()
 
     Stream.resource(
@@ -19,7 +20,7 @@ defmodule PyBridge.Serving.Stream do
 
         :running
       end,
-      &next(&1, ref, streaming, mfa),
+      &next(&1, server, ref, streaming, mfa, deadline),
       fn
         :done ->
           :ok
@@ -31,9 +32,9 @@ defmodule PyBridge.Serving.Stream do
     )
   end
 
-  defp next(:done, _ref, _streaming, _mfa), do: {:halt, :done}
+  defp next(:done, _server, _ref, _streaming, _mfa, _deadline), do: {:halt, :done}
 
-  defp next(:running, ref, streaming, mfa) do
+  defp next(:running, server, ref, streaming, mfa, deadline) do
     receive do
       {^ref, {:chunk, _index, value}} ->
         {streaming.chunk.(value), :running}
@@ -46,12 +47,24 @@ defmodule PyBridge.Serving.Stream do
         Process.demonitor(ref, [:flush])
         raise Error.from_wire(error)
 
+      {^ref, {:failed, %Error{type: :overloaded} = error}} ->
+        Process.demonitor(ref, [:flush])
+        raise error
+
       {^ref, {:failed, error}} ->
         Process.demonitor(ref, [:flush])
         exit({error, mfa})
 
       {:DOWN, ^ref, _, _, reason} ->
         exit({reason, mfa})
+    after
+      remaining(deadline) ->
+        send(server, {:cancel, ref})
+        Process.demonitor(ref, [:flush])
+        exit({:timeout, mfa})
     end
   end
+
+  defp remaining(:infinity), do: :infinity
+  defp remaining(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
 end
