@@ -32,11 +32,22 @@ defmodule PyBridge.Command do
     {program, prefix} = split(command)
 
     path =
-      if String.contains?(program, "/"),
-        do: program |> Path.expand() |> executable(),
-        else: System.find_executable(program)
+      cond do
+        String.contains?(program, "/") -> program |> Path.expand() |> executable()
+        program == "bridge" and prefix == [] -> find_our_bridge()
+        true -> System.find_executable(program)
+      end
 
     case path do
+      {:not_ours, found} ->
+        {:error,
+         PyBridge.Error.new(
+           :model_load_failed,
+           "the `bridge` on the PATH (#{Enum.join(found, ", ")}) is not PyBridge's worker " <>
+             "(iproute2 ships a `bridge` command too): set `config :py_bridge, bridge_command: " <>
+             "\"/path/to/venv/bin/bridge\"` or put the py-bridge environment first on the PATH"
+         )}
+
       nil ->
         {:error,
          PyBridge.Error.new(
@@ -242,6 +253,31 @@ defmodule PyBridge.Command do
   defp split(other) do
     raise ArgumentError,
           "expected :bridge_command to be a string or a list of strings, got: #{inspect(other)}"
+  end
+
+  # Linux distributions put iproute2's `bridge` (an ELF binary) on the PATH.
+  # Ours is a Python console script, so the first `bridge` whose first line
+  # is a shebang naming Python wins.
+  defp find_our_bridge do
+    found =
+      (System.get_env("PATH") || "")
+      |> String.split(":", trim: true)
+      |> Enum.map(&Path.join(&1, "bridge"))
+      |> Enum.filter(&executable/1)
+      |> Enum.uniq()
+
+    case Enum.find(found, &python_script?/1) do
+      nil when found == [] -> nil
+      nil -> {:not_ours, found}
+      path -> path
+    end
+  end
+
+  defp python_script?(path) do
+    case File.open(path, [:read, :binary], &IO.binread(&1, 256)) do
+      {:ok, "#!" <> head} -> head |> String.split("\n", parts: 2) |> hd() |> String.contains?("python")
+      _ -> false
+    end
   end
 
   defp executable(path) do
