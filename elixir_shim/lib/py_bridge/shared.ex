@@ -12,6 +12,13 @@ defmodule PyBridge.Shared do
       raise ArgumentError, "invalid input, expected a non-empty list of inputs, got: []"
     end
 
+    # A charlist is a list of integers, so it would read as a batch of
+    # numbers; say what it is instead.
+    if List.ascii_printable?(input) do
+      raise ArgumentError,
+            "invalid input, expected a string (in double quotes), got a charlist: ~c#{inspect(List.to_string(input))}"
+    end
+
     items =
       Enum.map(input, fn item ->
         case validate.(item) do
