@@ -45,7 +45,9 @@ class FrameReader:
     """Reads whole frames from a descriptor; ``read`` returns None at end of file."""
 
     def __init__(self, fd: int, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
-        self._file = io.FileIO(fd, "rb", closefd=False)
+        # Buffered: a small frame's header and body then cost one read(2),
+        # while a large body still goes straight into its own buffer.
+        self._file = io.BufferedReader(io.FileIO(fd, "rb", closefd=False), buffer_size=1 << 16)
         self.max_frame_bytes = max_frame_bytes
 
     def read(self) -> memoryview | None:
