@@ -7,10 +7,12 @@ lists what a worker can serve.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -24,6 +26,7 @@ MODEL_HELP = (
 
 
 def _model_options(command: Any) -> Any:
+    """Adds the options that name a model; the command receives them as ``ref``."""
     options = [
         click.option("--model", "model", default=None, metavar="DIR|HUB_ID", help=MODEL_HELP),
         click.option("--revision", default=None, help="Hub revision (branch, tag or commit)."),
@@ -38,31 +41,72 @@ def _model_options(command: Any) -> Any:
         ),
         click.option("--architecture", default=None, help="Override the head, e.g. for_sequence_classification."),
     ]
+
+    @functools.wraps(command)
+    def with_ref(
+        model: str | None,
+        revision: str | None,
+        subdir: str | None,
+        cache_dir: str | None,
+        offline: bool,
+        allow_pickle: bool,
+        trust_remote_code: bool,
+        **kwargs: Any,
+    ) -> Any:
+        from py_bridge.loading import ModelRef
+
+        ref = ModelRef(
+            model=model,
+            revision=revision,
+            subdir=subdir,
+            cache_dir=cache_dir,
+            offline=offline,
+            allow_pickle=allow_pickle,
+            trust_remote_code=trust_remote_code,
+        )
+        return command(ref=ref, **kwargs)
+
     for option in reversed(options):
-        command = option(command)
-    return command
+        with_ref = option(with_ref)
+    return with_ref
 
 
-def _ref(
-    model: str | None,
-    revision: str | None,
-    subdir: str | None,
-    cache_dir: str | None,
-    offline: bool,
-    allow_pickle: bool,
-    trust_remote_code: bool,
-) -> Any:
-    from py_bridge.loading import ModelRef
-
-    return ModelRef(
-        model=model,
-        revision=revision,
-        subdir=subdir,
-        cache_dir=cache_dir,
-        offline=offline,
-        allow_pickle=allow_pickle,
-        trust_remote_code=trust_remote_code,
+def _etf_option(what: str) -> Any:
+    return click.option(
+        "--etf", "as_etf", is_flag=True, help=f"Write {what} as one ETF frame on fd 4 (for the Elixir shim)."
     )
+
+
+def _answer(as_etf: bool, compute: Callable[[], Any], show: Callable[[Any], str]) -> None:
+    """Answers a one-shot command, for the shim or for a person.
+
+    With ``as_etf`` the shim gets ``{:ok, value}`` or ``{:error, nil, error}``
+    as one frame on fd 4; otherwise ``show(value)`` is printed, and a failure
+    becomes click's error message and exit status 1.
+    """
+    from py_bridge.errors import from_exception
+    from py_bridge.etf import Atom
+
+    try:
+        value = compute()
+    except Exception as exc:
+        error = from_exception(exc)
+        if not as_etf:
+            raise click.ClickException(f"{error.type}: {error.message}") from exc
+        term: Any = (Atom("error"), None, error.to_term())
+    else:
+        if not as_etf:
+            click.echo(show(value))
+            return
+        term = (Atom("ok"), value)
+    from py_bridge.channels import PORT_OUT_FD
+    from py_bridge.framing import FrameWriter
+
+    FrameWriter(PORT_OUT_FD).send(term)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -96,13 +140,7 @@ def main() -> None:
     help="Lowest level of log records sent to the shim.",
 )
 def serve(
-    model: str | None,
-    revision: str | None,
-    subdir: str | None,
-    cache_dir: str | None,
-    offline: bool,
-    allow_pickle: bool,
-    trust_remote_code: bool,
+    ref: Any,
     architecture: str | None,
     task: str,
     device: str,
@@ -130,7 +168,7 @@ def serve(
     from py_bridge.server import FrameLogHandler, Server, WorkerConfig
 
     config = WorkerConfig(
-        ref=_ref(model, revision, subdir, cache_dir, offline, allow_pickle, trust_remote_code),
+        ref=ref,
         task=task,
         device=_pick_device(device),
         dtype=dtype,
@@ -149,114 +187,51 @@ def serve(
 
 @main.command()
 @_model_options
-@click.option("--etf", "as_etf", is_flag=True, help="Write the spec as one ETF frame on fd 4 (for the Elixir shim).")
-def inspect(
-    model: str | None,
-    revision: str | None,
-    subdir: str | None,
-    cache_dir: str | None,
-    offline: bool,
-    allow_pickle: bool,
-    trust_remote_code: bool,
-    architecture: str | None,
-    as_etf: bool,
-) -> None:
+@_etf_option("the spec")
+def inspect(ref: Any, architecture: str | None, as_etf: bool) -> None:
     """Show a model's spec (architecture, labels, files) without loading weights."""
-    from py_bridge.errors import BridgeError, from_exception
     from py_bridge.loading import model_spec, resolve
+    from py_bridge.server import spec_term
 
-    ref = _ref(model, revision, subdir, cache_dir, offline, allow_pickle, trust_remote_code)
-    try:
-        spec: dict[str, Any] | None = model_spec(resolve(ref), architecture)
-        error: BridgeError | None = None
-    except Exception as exc:
-        spec, error = None, from_exception(exc)
-    if as_etf:
-        from py_bridge.channels import PORT_OUT_FD
-        from py_bridge.etf import Atom
-        from py_bridge.framing import FrameWriter
-        from py_bridge.server import spec_term
+    def compute() -> Any:
+        spec = model_spec(resolve(ref), architecture)
+        return spec_term(spec) if as_etf else spec
 
-        term = (Atom("ok"), spec_term(spec)) if spec is not None else (Atom("error"), None, error.to_term())  # type: ignore[union-attr]
-        FrameWriter(PORT_OUT_FD).send(term)
-        return
-    if error is not None:
-        raise click.ClickException(f"{error.type}: {error.message}")
-    click.echo(json.dumps(spec, indent=2, ensure_ascii=False))
+    _answer(as_etf, compute, _json)
 
 
 @main.command("native-check")
 @_model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
-@click.option("--etf", "as_etf", is_flag=True, help="Write the answer as one ETF frame on fd 4 (for the Elixir shim).")
-def native_check(
-    model: str | None,
-    revision: str | None,
-    subdir: str | None,
-    cache_dir: str | None,
-    offline: bool,
-    allow_pickle: bool,
-    trust_remote_code: bool,
-    architecture: str | None,
-    as_json: bool,
-    as_etf: bool,
-) -> None:
+@_etf_option("the answer")
+def native_check(ref: Any, architecture: str | None, as_json: bool, as_etf: bool) -> None:
     """Say whether Bumblebee runs this model natively, and what to switch to.
 
     Reads config.json only. The table it uses is protocols/bumblebee_architectures.tsv.
     """
     from py_bridge import native_check as nc
-    from py_bridge.errors import from_exception
     from py_bridge.loading import resolve
 
-    ref = _ref(model, revision, subdir, cache_dir, offline, allow_pickle, trust_remote_code)
-    try:
+    def compute() -> Any:
         answer = nc.check_path(resolve(ref), architecture=architecture)
-    except Exception as exc:
-        error = from_exception(exc)
-        if as_etf:
-            from py_bridge.channels import PORT_OUT_FD
-            from py_bridge.etf import Atom
-            from py_bridge.framing import FrameWriter
+        return answer.to_term() if as_etf else answer
 
-            FrameWriter(PORT_OUT_FD).send((Atom("error"), None, error.to_term()))
-            return
-        raise click.ClickException(f"{error.type}: {error.message}") from exc
-    if as_etf:
-        from py_bridge.channels import PORT_OUT_FD
-        from py_bridge.framing import FrameWriter
-
-        FrameWriter(PORT_OUT_FD).send(answer.to_term())
-    elif as_json:
-        click.echo(json.dumps(answer.to_json(), indent=2))
-    else:
-        click.echo(answer.describe())
+    _answer(as_etf, compute, lambda answer: _json(answer.to_json()) if as_json else answer.describe())
 
 
 @main.command("generation-config")
 @_model_options
-@click.option("--etf", "as_etf", is_flag=True, help="Write the config as one ETF frame on fd 4 (for the Elixir shim).")
-def generation_config(
-    model: str | None,
-    revision: str | None,
-    subdir: str | None,
-    cache_dir: str | None,
-    offline: bool,
-    allow_pickle: bool,
-    trust_remote_code: bool,
-    architecture: str | None,
-    as_etf: bool,
-) -> None:
+@_etf_option("the config")
+def generation_config(ref: Any, architecture: str | None, as_etf: bool) -> None:
     """Show the model's generation_config.json (or config.json when it has none).
 
     The JSON object is passed on as it is; the Elixir shim reads Bumblebee's
     fields from it, as Bumblebee.load_generation_config/2 does.
     """
-    from py_bridge.errors import ModelLoadError, from_exception
+    from py_bridge.errors import ModelLoadError
     from py_bridge.loading import resolve
 
-    ref = _ref(model, revision, subdir, cache_dir, offline, allow_pickle, trust_remote_code)
-    try:
+    def compute() -> Any:
         path = resolve(ref)
         # Older checkpoints kept the generation settings in config.json.
         file = path / "generation_config.json"
@@ -267,60 +242,26 @@ def generation_config(
             raise ModelLoadError(f"cannot read {file}: {exc}") from exc
         if not isinstance(data, dict):
             raise ModelLoadError(f"expected {file} to hold a JSON object")
-        term: Any = ("ok", data)
-    except Exception as exc:
-        error = from_exception(exc)
-        if not as_etf:
-            raise click.ClickException(f"{error.type}: {error.message}") from exc
-        term = ("error", None, error.to_term())
-    if as_etf:
-        from py_bridge.channels import PORT_OUT_FD
-        from py_bridge.etf import Atom
-        from py_bridge.framing import FrameWriter
+        return data
 
-        FrameWriter(PORT_OUT_FD).send((Atom(term[0]), *term[1:]))
-    else:
-        click.echo(json.dumps(term[1], indent=2, ensure_ascii=False))
+    _answer(as_etf, compute, _json)
 
 
 @main.command("featurizer-config")
 @_model_options
-@click.option("--etf", "as_etf", is_flag=True, help="Write the config as one ETF frame on fd 4 (for the Elixir shim).")
-def featurizer_config(
-    model: str | None,
-    revision: str | None,
-    subdir: str | None,
-    cache_dir: str | None,
-    offline: bool,
-    allow_pickle: bool,
-    trust_remote_code: bool,
-    architecture: str | None,
-    as_etf: bool,
-) -> None:
+@_etf_option("the config")
+def featurizer_config(ref: Any, architecture: str | None, as_etf: bool) -> None:
     """Show the model's featurizer settings (preprocessor_config.json) and where they live."""
     from py_bridge import featurizer
-    from py_bridge.errors import from_exception
     from py_bridge.etf import Atom
     from py_bridge.loading import resolve
 
-    ref = _ref(model, revision, subdir, cache_dir, offline, allow_pickle, trust_remote_code)
-    try:
+    def compute() -> Any:
         path = resolve(ref)
         config = featurizer.featurizer_config(path)
-        answer = {Atom("path"): str(path), Atom("type"): featurizer.featurizer_type(config), Atom("config"): config}
-        term: Any = (Atom("ok"), answer)
-    except Exception as exc:
-        error = from_exception(exc)
-        if not as_etf:
-            raise click.ClickException(f"{error.type}: {error.message}") from exc
-        term = (Atom("error"), None, error.to_term())
-    if as_etf:
-        from py_bridge.channels import PORT_OUT_FD
-        from py_bridge.framing import FrameWriter
+        return {Atom("path"): str(path), Atom("type"): featurizer.featurizer_type(config), Atom("config"): config}
 
-        FrameWriter(PORT_OUT_FD).send(term)
-    else:
-        click.echo(json.dumps({str(k): v for k, v in term[1].items()}, indent=2, ensure_ascii=False))
+    _answer(as_etf, compute, lambda answer: _json({str(k): v for k, v in answer.items()}))
 
 
 @main.command()

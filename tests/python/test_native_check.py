@@ -214,7 +214,8 @@ class TestCommand:
             frame = pipe.read()
         assert proc.returncode == 0, proc.stderr
         assert int.from_bytes(frame[:4], "big") == len(frame) - 4
-        tag, answer = decode(frame[4:])
+        ok, (tag, answer) = decode(frame[4:])
+        assert ok == Atom("ok")
         assert tag == Atom("native")
         assert answer["module"] == b"Bumblebee.Text.Bert"
         assert answer["architecture"] == b"for_sequence_classification"

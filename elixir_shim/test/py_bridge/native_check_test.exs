@@ -219,7 +219,7 @@ defmodule PyBridge.NativeCheckTest do
 
     receive do
       {^port, {:data, frame}} ->
-        {tag, answer} = :erlang.binary_to_term(frame)
+        {:ok, {tag, answer}} = :erlang.binary_to_term(frame)
         {tag, answer}
     after
       60_000 -> flunk("bridge native-check --etf gave no answer")
