@@ -74,24 +74,10 @@ defmodule PyBridge.Protocol do
     :query,
     :document,
     # `bridge featurizer-config` answers %{path:, type:, config:}.
-    :config,
-    # Error types (protocols/errors.md): an error can arrive before anything
-    # has loaded PyBridge.Error, whose literals would otherwise create them.
-    :model_not_found,
-    :model_load_failed,
-    :unsafe_model,
-    :unsupported,
-    :bad_input,
-    :out_of_memory,
-    :cancelled,
-    :timeout,
-    :overloaded,
-    :worker_crashed,
-    :protocol_error,
-    :frame_too_large,
-    :protocol_mismatch,
-    :internal
+    :config
   ]
+
+  @error_types PyBridge.Error.types()
 
   @doc false
   @spec version() :: pos_integer()
@@ -99,7 +85,9 @@ defmodule PyBridge.Protocol do
 
   @doc false
   @spec known_atoms() :: [atom()]
-  def known_atoms, do: [PyBridge.Tensor | @known_atoms]
+  # Error types (protocols/errors.md) are included: an error can arrive before
+  # anything has loaded PyBridge.Error, whose literals would otherwise create them.
+  def known_atoms, do: [PyBridge.Tensor | @known_atoms] ++ @error_types
 
   @doc false
   @spec encode(term()) :: binary()
