@@ -208,6 +208,16 @@ defmodule PyBridge.Serving do
     batch_size = batch_size!(serving, opts[:batch_size])
     partitions = partitions(opts[:partitions] || false)
     validate_limits!(opts)
+
+    # A serving already running under this name keeps its client settings;
+    # overwriting them first would break it even though this start fails.
+    case Process.whereis(name) do
+      nil -> start_supervised(serving, name, batch_size, partitions, opts)
+      pid -> {:error, {:already_started, pid}}
+    end
+  end
+
+  defp start_supervised(serving, name, batch_size, partitions, opts) do
     :persistent_term.put({__MODULE__, name}, client_config(serving, opts))
 
     server_opts = [
@@ -274,6 +284,8 @@ defmodule PyBridge.Serving do
   """
   @spec run(t(), term()) :: term()
   def run(%__MODULE__{} = serving, input) do
+    # Validate before starting a worker: a typo must not cost a model load.
+    _ = (serving.client_preprocessing || (&default_preprocessing/1)).(input)
     name = PyBridge.Serving.Inline.checkout(serving)
     batched_run(name, input)
   end

@@ -164,6 +164,8 @@ defmodule PyBridge.Serving.Inline.Holder do
 
   use GenServer
 
+  @inline_batch_size 32
+
   def child_spec({_serving, name, _owner} = args) do
     %{
       id: name,
@@ -184,7 +186,11 @@ defmodule PyBridge.Serving.Inline.Holder do
 
   @impl true
   def handle_continue({:start, {serving, name, owner}}, nil) do
-    case PyBridge.Serving.start_link(serving: serving, name: name) do
+    # Like Nx.Serving.run/2, a list given to run/2 runs in batches as large
+    # as the serving allows, not one item at a time.
+    batch_size = if serving.batch_size, do: [], else: [batch_size: @inline_batch_size]
+
+    case PyBridge.Serving.start_link([serving: serving, name: name, batch_timeout: 0] ++ batch_size) do
       {:ok, supervisor} ->
         send(owner, {:inline_started, self(), {:ok, name}})
         {:noreply, supervisor}
