@@ -36,7 +36,7 @@ demo: setup
 	@echo "==> Running mix_example: semantic search with all-MiniLM-L6-v2"
 	@cd mix_example && mix run -e 'MixExample.Demo.main()'
 
-test: setup test-python test-elixir test-example
+test: setup lint test-python test-elixir test-example
 
 test-python: $(STAMP)
 	@echo "==> Python tests"
@@ -51,8 +51,10 @@ test-example: setup
 	@cd mix_example && mix test
 
 lint: setup
-	@$(VENV)/bin/ruff check py_bridge tests bench
-	@$(VENV)/bin/ruff format --check py_bridge tests bench
+	@echo "==> Lint: ruff, mypy, mix format, warnings as errors"
+	@$(VENV)/bin/ruff check --quiet py_bridge tests bench
+	@$(VENV)/bin/ruff format --check --quiet py_bridge tests bench
+	@$(VENV)/bin/mypy --no-error-summary py_bridge
 	@cd elixir_shim && mix format --check-formatted && mix compile --force --warnings-as-errors
 	@cd mix_example && mix format --check-formatted
 

@@ -74,7 +74,9 @@ def contrastive_search(
     import torch.nn.functional as F
 
     top_k, alpha = int(settings.top_k or 1), float(settings.alpha or 0.0)
+    # Without a pad or EOS id no row ever finishes, so the filler never shows.
     pad = settings.pad_id()
+    pad = 0 if pad is None else pad
     eos = torch.tensor(settings.eos_token_ids, dtype=torch.long, device=model.device)
     encoder_decoder = bool(model.config.is_encoder_decoder)
     batch = inputs["input_ids"].shape[0]

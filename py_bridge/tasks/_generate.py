@@ -213,7 +213,7 @@ def forced_tokens_processor(forced: list[tuple[int, int]]) -> Any:
     by_position = dict(forced)
 
     class ForcedTokensProcessor(LogitsProcessor):
-        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
             token = by_position.get(input_ids.shape[-1])
             if token is None:
                 return scores
@@ -230,7 +230,7 @@ def cancel_criteria(is_cancelled: Callable[[], bool]) -> Any:
     from transformers import StoppingCriteria
 
     class CancelCriteria(StoppingCriteria):
-        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.Tensor:
             return torch.full((input_ids.shape[0],), is_cancelled(), dtype=torch.bool, device=input_ids.device)
 
     return CancelCriteria()

@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from py_bridge.errors import BadInputError, BridgeError, CancelledError, UnsupportedError
 from py_bridge.etf import Atom
@@ -74,7 +74,7 @@ class Generation(TextTask):
     """Generates a continuation of each prompt with the model's ``generate``."""
 
     name = "generation"
-    architectures = ("for_causal_language_modeling", "for_conditional_generation")
+    architectures: ClassVar[tuple[str, ...]] = ("for_causal_language_modeling", "for_conditional_generation")
 
     def __init__(self, model: LoadedModel, options: dict[str, Any]) -> None:
         self.settings = GenerationSettings.from_term(options.get("generation_config"))

@@ -190,7 +190,9 @@ defmodule PyBridge.Serving.Inline.Holder do
     # as the serving allows, not one item at a time.
     batch_size = if serving.batch_size, do: [], else: [batch_size: @inline_batch_size]
 
-    case PyBridge.Serving.start_link([serving: serving, name: name, batch_timeout: 0] ++ batch_size) do
+    case PyBridge.Serving.start_link(
+           [serving: serving, name: name, batch_timeout: 0] ++ batch_size
+         ) do
       {:ok, supervisor} ->
         send(owner, {:inline_started, self(), {:ok, name}})
         {:noreply, supervisor}
