@@ -275,8 +275,11 @@ defmodule PyBridge.Command do
 
   defp python_script?(path) do
     case File.open(path, [:read, :binary], &IO.binread(&1, 256)) do
-      {:ok, "#!" <> head} -> head |> String.split("\n", parts: 2) |> hd() |> String.contains?("python")
-      _ -> false
+      {:ok, "#!" <> head} ->
+        head |> String.split("\n", parts: 2) |> hd() |> String.contains?("python")
+
+      _ ->
+        false
     end
   end
 

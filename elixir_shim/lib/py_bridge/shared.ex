@@ -14,7 +14,7 @@ defmodule PyBridge.Shared do
 
     # A charlist is a list of integers, so it would read as a batch of
     # numbers; say what it is instead.
-    if List.ascii_printable?(input) do
+    if :io_lib.printable_unicode_list(input) do
       raise ArgumentError,
             "invalid input, expected a string (in double quotes), got a charlist: ~c#{inspect(List.to_string(input))}"
     end

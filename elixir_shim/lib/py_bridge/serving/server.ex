@@ -95,7 +95,7 @@ defmodule PyBridge.Serving.Server do
     count = length(items)
 
     if state.queued + count > state.max_queue do
-      send(ref, {ref, {:failed, overloaded(state)}})
+      send(ref, {ref, {:failed, overloaded(state, count)}})
       {:noreply, state}
     else
       monitor = Process.monitor(pid)
@@ -451,7 +451,18 @@ defmodule PyBridge.Serving.Server do
     %{state | batches: batches}
   end
 
-  defp overloaded(state) do
+  # A request larger than the whole queue can never be taken: retrying it is
+  # pointless, so it is not marked retryable.
+  defp overloaded(state, count) when count > state.max_queue do
+    Error.new(
+      :overloaded,
+      "a request of #{count} items can never fit the queue of #{inspect(state.name)} " <>
+        "(max_queue: #{state.max_queue}); split it into smaller lists",
+      retryable: false
+    )
+  end
+
+  defp overloaded(state, _count) do
     Error.new(
       :overloaded,
       "the serving #{inspect(state.name)} has #{state.queued} items queued (max_queue: #{state.max_queue})"

@@ -137,6 +137,15 @@ defmodule PyBridge.Serving.CallersTest do
       assert_clean(name)
     end
 
+    test "a request larger than the whole queue is refused as never fitting" do
+      name = start_scripted([], max_queue: 2)
+      error = catch_error(Serving.batched_run(name, ["a", "b", "c"]))
+      assert %Error{type: :overloaded, retryable: false} = error
+      assert error.message =~ "a request of 3 items can never fit"
+      assert Serving.batched_run(name, ["a", "b"]) == ["a", "b"]
+      assert_clean(name)
+    end
+
     test "defaults to 10_000" do
       name = start_scripted([], batch_size: 1)
       busy = occupy(name, {:sleep, 1_500, "busy"})
