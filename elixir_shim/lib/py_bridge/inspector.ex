@@ -1,14 +1,17 @@
 defmodule PyBridge.Inspector do
   @moduledoc false
-  # Runs `bridge inspect --etf` once to read a model's spec without loading
-  # its weights, and caches the answer for the life of the VM.
+  # Runs `bridge inspect --etf` to read a model's spec without loading its
+  # weights. Answers are cached for the life of the VM, keyed by everything
+  # that can change them: for a local directory that includes the time
+  # config.json was last written, so editing the model is seen.
 
   alias PyBridge.{Command, Error, Protocol}
 
   @spec inspect_model(term(), keyword()) :: {:ok, PyBridge.ModelSpec.t()} | {:error, Error.t()}
   def inspect_model(repository, opts) do
     key =
-      {__MODULE__, repository, opts[:architecture], opts[:allow_pickle], opts[:trust_remote_code]}
+      {__MODULE__, repository, version(repository), opts[:architecture], opts[:allow_pickle],
+       opts[:trust_remote_code], opts[:bridge_command]}
 
     case :persistent_term.get(key, nil) do
       nil ->
@@ -21,6 +24,16 @@ defmodule PyBridge.Inspector do
         {:ok, spec}
     end
   end
+
+  defp version({:local, dir}) do
+    case File.stat(Path.join(dir, "config.json"), time: :posix) do
+      {:ok, %File.Stat{mtime: mtime, size: size}} -> {mtime, size}
+      {:error, _} -> :missing
+    end
+  end
+
+  # Hub repositories are content-addressed by revision in the hub's cache.
+  defp version(_repository), do: nil
 
   defp run(repository, opts) do
     with {:ok, command} <- Command.resolve(opts[:bridge_command]) do

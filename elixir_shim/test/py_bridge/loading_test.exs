@@ -32,6 +32,34 @@ defmodule PyBridge.LoadingTest do
     end
   end
 
+  describe "load_model/2 on a directory that changes" do
+    @describetag :tmp_dir
+    test "sees a config.json written after the first load", %{tmp_dir: dir} do
+      write_config(dir, %{"0" => "NEGATIVE", "1" => "POSITIVE"}, 1)
+
+      assert {:ok, %{spec: %{id_to_label: %{0 => "NEGATIVE"}}}} =
+               PyBridge.load_model({:local, dir})
+
+      write_config(dir, %{"0" => "BAD", "1" => "GOOD", "2" => "MEH"}, 2)
+      assert {:ok, %{spec: %{id_to_label: labels}}} = PyBridge.load_model({:local, dir})
+      assert labels == %{0 => "BAD", 1 => "GOOD", 2 => "MEH"}
+    end
+  end
+
+  # A config.json by hand (the JSON is simple enough to write literally).
+  defp write_config(dir, id2label, mtime_offset) do
+    labels = Enum.map_join(id2label, ", ", fn {k, v} -> ~s("#{k}": "#{v}") end)
+    path = Path.join(dir, "config.json")
+
+    File.write!(
+      path,
+      ~s({"architectures": ["BertForSequenceClassification"], "model_type": "bert", "id2label": {#{labels}}})
+    )
+
+    # Distinct modification times even within one second.
+    File.touch!(path, System.os_time(:second) + mtime_offset)
+  end
+
   describe "load_tokenizer/2" do
     test "returns {:error, message} for a directory that does not exist" do
       assert {:error, _message} = PyBridge.load_tokenizer({:local, "/nonexistent/model"})
