@@ -7,6 +7,7 @@ on descriptors nobody else knows about.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import faulthandler
 import os
@@ -64,6 +65,10 @@ def _redirect_stderr_to_file() -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(fd, 2)
     os.close(fd)
+    # The shim reads through a handle it opened first; with the name gone, no
+    # way of ending either side (a BEAM killed mid-start too) leaves the file.
+    with contextlib.suppress(OSError):
+        os.unlink(path)
     sys.stderr = os.fdopen(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
 
 

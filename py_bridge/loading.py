@@ -123,7 +123,8 @@ def _download(ref: ModelRef) -> Path:
     except LocalEntryNotFoundError as exc:
         raise ModelNotFoundError(
             f"{ref.model} is not in the local cache and the hub is offline or unreachable; "
-            "download it once with network access, or point --model at a local directory"
+            "download it once with network access, or load it from a local directory "
+            "({:local, dir} in Elixir, --model DIR on the command line)"
         ) from exc
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"could not fetch {ref.model}: {exc}") from exc

@@ -23,6 +23,7 @@ import logging
 import os
 import platform
 import queue
+import re
 import struct
 import sys
 import threading
@@ -64,6 +65,8 @@ _LEVELS = {
 
 A = Atom
 
+_ANSI_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
 # What the reader queues for the main thread when its input ends. In the
 # worker process the reader also ends the process; in-process (tests, other
 # hosts) this lets serve() return.
@@ -93,7 +96,8 @@ class FrameLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         level = _LEVELS.get(record.levelno, "info" if record.levelno < logging.WARNING else "error")
         try:
-            message = record.getMessage()
+            # Libraries colour their console output; Logger gets plain text.
+            message = _ANSI_ESCAPES.sub("", record.getMessage())
             if record.exc_info:
                 message += "\n" + logging.Formatter().formatException(record.exc_info)
             self._writer.send((A("log"), A(level), message, {A("logger"): record.name}))
