@@ -95,6 +95,17 @@ defmodule PyBridge do
     type = Keyword.get(opts, :type, :f32)
     Model.dtype!(type)
 
+    unless is_atom(opts[:architecture]) do
+      raise ArgumentError,
+            "expected :architecture to be an atom such as :for_sequence_classification, " <>
+              "got: #{inspect(opts[:architecture])}"
+    end
+
+    unless is_binary(Keyword.get(opts, :device, "auto")) do
+      raise ArgumentError,
+            ~s(expected :device to be a string such as "cpu" or "cuda:0", got: #{inspect(opts[:device])})
+    end
+
     with {:ok, spec} <- inspect_repository(repository, opts) do
       model = %Model{
         repository: repository,

@@ -507,6 +507,18 @@ defmodule PyBridge.Serving do
 
     # The worker's own command line takes nothing smaller.
     check.(:max_frame_bytes, &(is_integer(&1) and &1 >= 1024), "an integer of at least 1024")
+
+    check.(
+      :log_level,
+      &(&1 in [:debug, :info, :warning, :error]),
+      "one of :debug, :info, :warning, :error"
+    )
+
+    check.(
+      :device,
+      &(is_binary(&1) or (is_list(&1) and &1 != [] and Enum.all?(&1, fn d -> is_binary(d) end))),
+      ~s(a device string such as "cpu" or "cuda:0", or a list of them)
+    )
   end
 
   defp partitions(false), do: 1

@@ -18,6 +18,16 @@ defmodule PyBridge.LoadingTest do
       end
     end
 
+    test "raises for an architecture or device of the wrong type" do
+      assert_raise ArgumentError, ~r/expected :architecture to be an atom/, fn ->
+        PyBridge.load_model({:local, "/tmp"}, architecture: "for_sequence_classification")
+      end
+
+      assert_raise ArgumentError, ~r/expected :device to be a string/, fn ->
+        PyBridge.load_model({:local, "/tmp"}, device: :cpu)
+      end
+    end
+
     test "raises for unknown hub options and unknown load options" do
       assert_raise ArgumentError, fn -> PyBridge.load_model({:hf, "a/b", branch: "main"}) end
       assert_raise ArgumentError, fn -> PyBridge.load_model({:local, "/tmp"}, colour: :red) end

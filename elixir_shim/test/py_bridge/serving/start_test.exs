@@ -23,6 +23,21 @@ defmodule PyBridge.Serving.StartTest do
     assert PyBridge.Serving.batched_run(name, "still here") == "still here"
   end
 
+  test "start_link checks its options before it starts anything" do
+    for {opts, message} <- [
+          {[log_level: :verbose], ~r/expected :log_level to be one of/},
+          {[device: :cpu], ~r/expected :device to be a device string/},
+          {[max_queue: 0], ~r/expected :max_queue to be a positive integer/},
+          {[batch_timeout: -1], ~r/expected :batch_timeout to be a non-negative integer/}
+        ] do
+      assert_raise ArgumentError, message, fn ->
+        PyBridge.Serving.start_link([serving: echo_serving(), name: __MODULE__.Options] ++ opts)
+      end
+    end
+
+    refute Process.whereis(__MODULE__.Options)
+  end
+
   test "run/2 validates the input before it starts a worker" do
     serving =
       PyBridge.Serving.client_preprocessing(echo_serving(), fn
