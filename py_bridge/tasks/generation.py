@@ -141,6 +141,14 @@ class Generation(TextTask):
             except BridgeError as error:
                 results[prompt.index] = error
                 continue
+            limit = TextTask.max_positions(self)
+            if self.decoder_only and limit is not None and len(prompt.tokens) + prompt.max_new > limit:
+                # Past its position table a model fails deep inside torch.
+                results[prompt.index] = BadInputError(
+                    f"the prompt ({len(prompt.tokens)} tokens) and max_new_tokens ({prompt.max_new}) "
+                    f"exceed the model's maximum of {limit} positions; lower :max_new_tokens"
+                )
+                continue
             kept.append(prompt)
         return kept
 

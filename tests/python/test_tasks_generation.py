@@ -188,6 +188,14 @@ def test_bad_items_fail_alone(generation: Any) -> None:
     assert result(values[3])[1]["output"] == NEW_TOKENS
 
 
+def test_more_new_tokens_than_the_model_has_positions_is_a_bad_input(gpt2: Reference) -> None:
+    # The tiny GPT-2 has 512 positions; past them torch would fail with an IndexError.
+    task = make("generation", load("gpt2_causal_lm"), wire_config(gpt2.model, max_new_tokens=5000))
+    [value] = task.run([b"hello"], BatchContext())
+    assert isinstance(value, BadInputError)
+    assert "exceed the model's maximum of 512 positions" in value.message
+
+
 def test_the_architecture_and_config_are_checked(gpt2: Reference) -> None:
     with pytest.raises(UnsupportedError, match="for_causal_language_modeling"):
         make("generation", load("bert_base"), wire_config(gpt2.model))
