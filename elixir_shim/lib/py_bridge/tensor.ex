@@ -84,6 +84,15 @@ defmodule PyBridge.Tensor do
   def to_flat_list(%__MODULE__{} = tensor),
     do: tensor |> to_list() |> List.wrap() |> List.flatten()
 
+  @doc false
+  # The first `count` values, row-major, read without decoding the rest.
+  @spec take_flat(t(), non_neg_integer()) :: [number() | atom()]
+  def take_flat(%__MODULE__{data: data, type: type}, count) do
+    width = div(elem(type, 1), 8)
+    head = binary_part(data, 0, min(count * width, byte_size(data)))
+    for <<chunk::binary-size(width) <- head>>, do: decode_number(chunk, type)
+  end
+
   @doc "The raw little-endian bytes."
   @spec to_binary(t()) :: binary()
   def to_binary(%__MODULE__{data: data}), do: data
@@ -281,5 +290,20 @@ defmodule PyBridge.Tensor do
       negative? -> :neg_infinity
       true -> :infinity
     end
+  end
+end
+
+defimpl Inspect, for: PyBridge.Tensor do
+  import Inspect.Algebra
+
+  # Like Nx's: the type, the shape and the first values, never the raw bytes.
+  def inspect(%PyBridge.Tensor{type: {kind, bits}, shape: shape} = tensor, opts) do
+    dims = shape |> Tuple.to_list() |> Enum.map_join("", &"[#{&1}]")
+    limit = if opts.limit == :infinity, do: PyBridge.Tensor.size(tensor), else: opts.limit
+    shown = min(limit, PyBridge.Tensor.size(tensor))
+    values = tensor |> PyBridge.Tensor.take_flat(shown) |> Enum.map_join(", ", &to_string/1)
+    more = if shown < PyBridge.Tensor.size(tensor), do: ", ...", else: ""
+
+    concat(["#PyBridge.Tensor<", "#{kind}#{bits}#{dims}", " [", values, more, "]>"])
   end
 end
