@@ -108,6 +108,11 @@ defmodule PyBridge.Parity do
   """
   @spec assert_parity(serving(), serving(), term(), keyword()) :: Report.t()
   def assert_parity(left, right, inputs, opts \\ []) do
+    # A check that compares nothing would pass and prove nothing.
+    if inputs == [] do
+      raise ArgumentError, "expected inputs to compare, got: []"
+    end
+
     report = compare(left, right, inputs, opts)
 
     cond do

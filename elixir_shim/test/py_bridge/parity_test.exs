@@ -162,6 +162,14 @@ defmodule PyBridge.ParityTest do
       assert Parity.compare(broken, broken, ["a"]).equal?
     end
 
+    test "assert_parity/4 refuses to compare no inputs at all" do
+      same = fn inputs -> inputs end
+
+      assert_raise ArgumentError, "expected inputs to compare, got: []", fn ->
+        Parity.assert_parity(same, same, [])
+      end
+    end
+
     test "a value that is not a serving raises ArgumentError" do
       assert_raise ArgumentError, ~r/expected a serving to be a %PyBridge.Serving\{\}/, fn ->
         Parity.compare("serving", fn x -> x end, ["a"])
