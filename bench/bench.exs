@@ -249,7 +249,11 @@ Bench.fastapi_embed(http_port, "warm up")
 :httpc.set_options(max_sessions: 64, max_keep_alive_length: 64)
 fastapi_eps = Bench.concurrent(texts, 64, &Bench.fastapi_embed(http_port, &1))
 IO.puts("embeddings/s: FastAPI + JSON #{Float.round(fastapi_eps, 1)}")
+# Closing the port closes the server's stdin, which it watches; the kill is
+# for a server that hangs anyway.
+{:os_pid, fastapi_os_pid} = Port.info(fastapi, :os_pid)
 Port.close(fastapi)
+System.cmd("kill", [Integer.to_string(fastapi_os_pid)], stderr_to_stdout: true)
 
 rows = [
   {"small request round trip (median)", small_bridge, small_bare, "us", small_bridge / small_bare, "<= 1.5x",

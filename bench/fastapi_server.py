@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +40,18 @@ def embed(request: EmbedRequest) -> dict[str, list[list[float]]]:
     return {"embeddings": pooled.tolist()}
 
 
+def exit_with_parent() -> None:
+    """Exit when stdin closes: the benchmark that started us is done or gone."""
+
+    def watch() -> None:
+        sys.stdin.buffer.read()
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main() -> None:
+    exit_with_parent()
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
