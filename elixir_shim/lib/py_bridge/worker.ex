@@ -300,7 +300,22 @@ defmodule PyBridge.Worker do
     error = crash_error(state, status, "the worker exited")
     Logger.error(Exception.message(error) <> stderr_suffix(error))
     state = fail_inflight(%{state | port: nil}, error)
+    return_unsent(state)
     {:stop, {:shutdown, {:worker_exited, status}}, state}
+  end
+
+  # Batches handed to us after the OS process had died were never written to
+  # it, so nothing of them ran: they go back to the server, which queues them
+  # for the restarted worker instead of failing callers that lost nothing.
+  defp return_unsent(state) do
+    receive do
+      {:"$gen_cast", {:run, id, items, opts}} ->
+        key = if opts[:stream], do: :stream, else: :default
+        send(state.server, {:batch_unsent, self(), id, items, key})
+        return_unsent(state)
+    after
+      0 -> :ok
+    end
   end
 
   # One clause per worker → shim message of protocols/PROTOCOL.md §4.

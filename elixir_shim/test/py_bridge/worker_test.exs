@@ -32,6 +32,28 @@ defmodule PyBridge.WorkerTest do
     Path.wildcard(Path.join(System.tmp_dir!(), "py_bridge-#{label}*.stderr"))
   end
 
+  describe "a worker that dies while idle" do
+    test "a batch handed to it after its OS process died runs on the restarted worker" do
+      name = start_serving()
+      [worker] = worker_pids(name)
+      [old] = os_pids(name)
+
+      # Hold the worker process so that the port's exit status and then the
+      # new batch wait in its mailbox, in that order: the batch is never
+      # written to the dead OS process.
+      :sys.suspend(worker)
+      kill_os_process(old)
+      Process.sleep(300)
+      caller = Task.async(fn -> Serving.batched_run(name, "after the crash") end)
+      assert wait_until(fn -> tables(name).batches == 1 end)
+      :sys.resume(worker)
+
+      assert Task.await(caller, 15_000) == "after the crash"
+      assert new_os_pid(name, old) != old
+      assert_clean(name)
+    end
+  end
+
   describe "a worker that dies mid-batch" do
     test "fails its batch at once with the exit status and stderr, and restarts" do
       name = start_serving()

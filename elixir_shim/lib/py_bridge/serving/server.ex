@@ -194,6 +194,12 @@ defmodule PyBridge.Serving.Server do
     {:noreply, state}
   end
 
+  def handle_info({:batch_unsent, worker, id, items, key}, state) do
+    {batch, state} = take_batch(state, worker, id)
+    state = if batch, do: requeue(state, batch.entries, items, key), else: state
+    {:noreply, dispatch(state)}
+  end
+
   def handle_info({:batch_failed, worker, id, error}, state) do
     {batch, state} = take_batch(state, worker, id)
     state = if batch, do: fail_refs(state, batch.entries, error), else: state
@@ -332,6 +338,28 @@ defmodule PyBridge.Serving.Server do
         Process.cancel_timer(timer)
         %{state | timers: timers}
     end
+  end
+
+  # Puts a batch that never ran back at the front of its queue, due at once;
+  # items of callers that left meanwhile are dropped.
+  defp requeue(state, entries, items, key) do
+    live =
+      for {{ref, index}, item} <- Enum.zip(entries, items),
+          Map.has_key?(state.requests, ref),
+          do: {ref, index, item}
+
+    queue =
+      Enum.reduce(Enum.reverse(live), Map.get(state.queues, key, :queue.new()), &:queue.in_r/2)
+
+    count = length(live)
+
+    %{
+      state
+      | queues: Map.put(state.queues, key, queue),
+        sizes: Map.update(state.sizes, key, count, &(&1 + count)),
+        queued: state.queued + count,
+        due: MapSet.put(state.due, key)
+    }
   end
 
   defp take_batch(state, worker, id) do
