@@ -38,6 +38,28 @@ defmodule PyBridge.Shared do
   end
 
   @doc false
+  # The serving most tasks build: `options` for the worker, the compiled batch
+  # size, each item checked in the caller by `validate`, and Bumblebee's rule
+  # that a list input gives a list of results.
+  @spec serving(
+          map(),
+          atom(),
+          map(),
+          keyword() | nil,
+          (term() -> {:ok, term()} | {:error, String.t()})
+        ) ::
+          PyBridge.Serving.t()
+  def serving(model_info, task, options, compile, validate) do
+    model_info.model
+    |> PyBridge.Serving.new(task, options)
+    |> PyBridge.Serving.batch_size(compile[:batch_size])
+    |> PyBridge.Serving.client_preprocessing(&batch!(&1, validate))
+    |> PyBridge.Serving.client_postprocessing(fn {results, multi?} ->
+      normalize_output(results, multi?)
+    end)
+  end
+
+  @doc false
   @spec normalize_output([term()], boolean()) :: term()
   def normalize_output(outputs, true), do: outputs
   def normalize_output([output], false), do: output

@@ -9,13 +9,13 @@ defmodule PyBridge.Text.CrossEncoding do
     opts = Shared.validate_options!(opts, [:compile, defn_options: [], preallocate_params: false])
     compile = Shared.compile!(opts[:compile], [:batch_size, :sequence_length])
 
-    model_info.model
-    |> PyBridge.Serving.new(:cross_encoding, %{sequence_length: Shared.sequence_length(compile)})
-    |> PyBridge.Serving.batch_size(compile[:batch_size])
-    |> PyBridge.Serving.client_preprocessing(&Shared.batch!(&1, fn pair -> validate(pair) end))
-    |> PyBridge.Serving.client_postprocessing(fn {results, multi?} ->
-      Shared.normalize_output(results, multi?)
-    end)
+    Shared.serving(
+      model_info,
+      :cross_encoding,
+      %{sequence_length: Shared.sequence_length(compile)},
+      compile,
+      &validate/1
+    )
   end
 
   defp validate({first, second} = pair) when is_binary(first) and is_binary(second) do

@@ -9,15 +9,15 @@ defmodule PyBridge.Text.QuestionAnswering do
     opts = Shared.validate_options!(opts, [:compile, defn_options: [], preallocate_params: false])
     compile = Shared.compile!(opts[:compile], [:batch_size, :sequence_length])
 
-    model_info.model
-    |> PyBridge.Serving.new(:question_answering, %{
-      sequence_length: Shared.sequence_length(compile)
-    })
-    |> PyBridge.Serving.batch_size(compile[:batch_size])
-    |> PyBridge.Serving.client_preprocessing(&Shared.batch!(&1, fn input -> validate(input) end))
-    |> PyBridge.Serving.client_postprocessing(fn {results, multi?} ->
-      Shared.normalize_output(results, multi?)
-    end)
+    Shared.serving(
+      model_info,
+      :question_answering,
+      %{
+        sequence_length: Shared.sequence_length(compile)
+      },
+      compile,
+      &validate/1
+    )
   end
 
   defp validate(%{question: question, context: context} = input)

@@ -29,13 +29,7 @@ defmodule PyBridge.Text.TextClassification do
       sequence_length: Shared.sequence_length(compile)
     }
 
-    model_info.model
-    |> PyBridge.Serving.new(:text_classification, options)
-    |> PyBridge.Serving.batch_size(compile[:batch_size])
-    |> PyBridge.Serving.client_preprocessing(&Shared.batch!(&1, fn input -> validate(input) end))
-    |> PyBridge.Serving.client_postprocessing(fn {results, multi?} ->
-      Shared.normalize_output(results, multi?)
-    end)
+    Shared.serving(model_info, :text_classification, options, compile, &validate/1)
   end
 
   defp validate({text, pair}) do

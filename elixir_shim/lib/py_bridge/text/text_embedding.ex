@@ -32,14 +32,6 @@ defmodule PyBridge.Text.TextEmbedding do
       sequence_length: Shared.sequence_length(compile)
     }
 
-    model_info.model
-    |> PyBridge.Serving.new(:text_embedding, options)
-    |> PyBridge.Serving.batch_size(compile[:batch_size])
-    |> PyBridge.Serving.client_preprocessing(
-      &Shared.batch!(&1, fn text -> Shared.validate_text(text) end)
-    )
-    |> PyBridge.Serving.client_postprocessing(fn {results, multi?} ->
-      Shared.normalize_output(results, multi?)
-    end)
+    Shared.serving(model_info, :text_embedding, options, compile, &Shared.validate_text/1)
   end
 end

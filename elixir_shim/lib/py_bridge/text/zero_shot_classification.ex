@@ -32,15 +32,13 @@ defmodule PyBridge.Text.ZeroShotClassification do
       sequence_length: Shared.sequence_length(compile)
     }
 
-    model_info.model
-    |> PyBridge.Serving.new(:zero_shot_classification, options)
-    |> PyBridge.Serving.batch_size(compile[:batch_size])
-    |> PyBridge.Serving.client_preprocessing(
-      &Shared.batch!(&1, fn text -> Shared.validate_text(text) end)
+    Shared.serving(
+      model_info,
+      :zero_shot_classification,
+      options,
+      compile,
+      &Shared.validate_text/1
     )
-    |> PyBridge.Serving.client_postprocessing(fn {results, multi?} ->
-      Shared.normalize_output(results, multi?)
-    end)
   end
 
   # A function cannot cross to the worker, so the template runs here, once

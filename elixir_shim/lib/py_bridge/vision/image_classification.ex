@@ -29,14 +29,6 @@ defmodule PyBridge.Vision.ImageClassification do
         scores_function: opts[:scores_function]
       })
 
-    model_info.model
-    |> PyBridge.Serving.new(:image_classification, options)
-    |> PyBridge.Serving.batch_size(compile[:batch_size])
-    |> PyBridge.Serving.client_preprocessing(
-      &Shared.batch!(&1, fn image -> Image.validate(image) end)
-    )
-    |> PyBridge.Serving.client_postprocessing(fn {results, multi?} ->
-      Shared.normalize_output(results, multi?)
-    end)
+    Shared.serving(model_info, :image_classification, options, compile, &Image.validate/1)
   end
 end

@@ -28,14 +28,6 @@ defmodule PyBridge.Vision.ImageEmbedding do
         embedding_processor: opts[:embedding_processor]
       })
 
-    model_info.model
-    |> PyBridge.Serving.new(:image_embedding, options)
-    |> PyBridge.Serving.batch_size(compile[:batch_size])
-    |> PyBridge.Serving.client_preprocessing(
-      &Shared.batch!(&1, fn image -> Image.validate(image) end)
-    )
-    |> PyBridge.Serving.client_postprocessing(fn {results, multi?} ->
-      Shared.normalize_output(results, multi?)
-    end)
+    Shared.serving(model_info, :image_embedding, options, compile, &Image.validate/1)
   end
 end

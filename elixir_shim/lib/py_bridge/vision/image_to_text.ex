@@ -28,13 +28,7 @@ defmodule PyBridge.Vision.ImageToText do
         generation_config |> Map.from_struct() |> Map.delete(:extra_config)
       )
 
-    model_info.model
-    |> PyBridge.Serving.new(:image_to_text, options)
-    |> PyBridge.Serving.batch_size(compile[:batch_size])
-    |> PyBridge.Serving.client_preprocessing(&Shared.batch!(&1, fn input -> validate(input) end))
-    |> PyBridge.Serving.client_postprocessing(fn {results, multi?} ->
-      Shared.normalize_output(results, multi?)
-    end)
+    Shared.serving(model_info, :image_to_text, options, compile, &validate/1)
   end
 
   defp validate(%{image: image} = input) when not is_struct(input) do
