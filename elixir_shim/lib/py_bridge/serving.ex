@@ -413,8 +413,26 @@ defmodule PyBridge.Serving do
     after
       remaining(deadline) ->
         send(pid, {:cancel, ref})
-        Process.demonitor(ref, [:flush])
+        release(ref)
         exit({:timeout, mfa})
+    end
+  end
+
+  @doc false
+  # Ends a request on the caller's side: the monitor (and with it the reply
+  # alias, so nothing more can arrive) goes, and replies that arrived before
+  # that are dropped, so a caller that gave up keeps a clean mailbox.
+  @spec release(reference()) :: :ok
+  def release(ref) do
+    Process.demonitor(ref, [:flush])
+    flush_replies(ref)
+  end
+
+  defp flush_replies(ref) do
+    receive do
+      {^ref, _reply} -> flush_replies(ref)
+    after
+      0 -> :ok
     end
   end
 

@@ -27,7 +27,7 @@ defmodule PyBridge.Serving.Stream do
 
         :running ->
           send(server, {:cancel, ref})
-          Process.demonitor(ref, [:flush])
+          PyBridge.Serving.release(ref)
       end
     )
   end
@@ -60,7 +60,7 @@ defmodule PyBridge.Serving.Stream do
     after
       remaining(deadline) ->
         send(server, {:cancel, ref})
-        Process.demonitor(ref, [:flush])
+        PyBridge.Serving.release(ref)
         exit({:timeout, mfa})
     end
   end
