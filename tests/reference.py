@@ -72,12 +72,18 @@ def embeddings(model_dir: str, texts: list[str]) -> list[list[float]]:
     return model.encode(texts, convert_to_numpy=True).astype("float64").tolist()
 
 
+def _top_labels(scores: list[float], id2label: dict[int, str], top_k: int) -> list[dict[Any, Any]]:
+    """The ``top_k`` best labels, highest score first, as Bumblebee names them."""
+    from py_bridge.etf import Atom
+
+    ranked = sorted(enumerate(scores), key=lambda pair: -pair[1])[:top_k]
+    return [{Atom("label"): id2label.get(i, f"LABEL_{i}"), Atom("score"): s} for i, s in ranked]
+
+
 def classifications(model_dir: str, texts: list[str], top_k: int) -> list[list[dict[Any, Any]]]:
     """Softmax over each text's logits, one text at a time (no padding), top ``top_k``."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from py_bridge.etf import Atom
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
@@ -86,10 +92,7 @@ def classifications(model_dir: str, texts: list[str], top_k: int) -> list[list[d
         with torch.no_grad():
             inputs = tokenizer(text, return_tensors="pt", truncation=True)
             scores = model(**inputs).logits[0].softmax(-1).tolist()
-        ranked = sorted(enumerate(scores), key=lambda pair: -pair[1])[:top_k]
-        results.append(
-            [{Atom("label"): model.config.id2label.get(i, f"LABEL_{i}"), Atom("score"): s} for i, s in ranked]
-        )
+        results.append(_top_labels(scores, model.config.id2label, top_k))
     return results
 
 
@@ -370,16 +373,13 @@ def image_classifications(model_dir: str, images: list[str], top_k: int) -> list
     import torch
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    from py_bridge.etf import Atom
-
     processor = AutoImageProcessor.from_pretrained(model_dir)
     model = AutoModelForImageClassification.from_pretrained(model_dir).eval()
     results = []
     for spec in images:
         with torch.no_grad():
             scores = model(**processor(images=_image(spec), return_tensors="pt")).logits[0].softmax(-1).tolist()
-        ranked = sorted(enumerate(scores), key=lambda pair: -pair[1])[:top_k]
-        results.append([{Atom("label"): model.config.id2label[i], Atom("score"): s} for i, s in ranked])
+        results.append(_top_labels(scores, model.config.id2label, top_k))
     return results
 
 

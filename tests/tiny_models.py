@@ -537,18 +537,18 @@ def whisper_speech_to_text(out: Path) -> None:
     featurizer.save_pretrained(out)
 
 
-@_builder
-def vit_image_classification(out: Path) -> None:
-    """ViTForImageClassification on 32x32 images with labels cat/dog/bird.
+def _build_vit(out: Path, model_class_name: str, **config: Any) -> None:
+    """A 32x32 ViT with ``model_class_name``'s head, and its image processor.
 
     The Pillow-backed processor class is used because torchvision is absent;
     it saves as ``ViTImageProcessor`` and reloads through AutoImageProcessor.
     """
     import torch
-    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessorPil
+    import transformers
+    from transformers import ViTConfig, ViTImageProcessorPil
 
     torch.manual_seed(0)
-    config = ViTConfig(
+    vit = ViTConfig(
         image_size=32,
         patch_size=8,
         hidden_size=32,
@@ -556,32 +556,23 @@ def vit_image_classification(out: Path) -> None:
         num_attention_heads=2,
         intermediate_size=64,
         initializer_range=0.2,
-        **_labels(["cat", "dog", "bird"]),
+        **config,
     )
-    ViTForImageClassification(config).save_pretrained(out)
+    getattr(transformers, model_class_name)(vit).save_pretrained(out)
     processor = ViTImageProcessorPil(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     processor.save_pretrained(out)
 
 
 @_builder
+def vit_image_classification(out: Path) -> None:
+    """ViTForImageClassification on 32x32 images with labels cat/dog/bird."""
+    _build_vit(out, "ViTForImageClassification", **_labels(["cat", "dog", "bird"]))
+
+
+@_builder
 def vit_base(out: Path) -> None:
     """ViTModel (with pooler), for image embeddings."""
-    import torch
-    from transformers import ViTConfig, ViTImageProcessorPil, ViTModel
-
-    torch.manual_seed(0)
-    config = ViTConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        initializer_range=0.2,
-    )
-    ViTModel(config).save_pretrained(out)
-    processor = ViTImageProcessorPil(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
-    processor.save_pretrained(out)
+    _build_vit(out, "ViTModel")
 
 
 @_builder
@@ -664,6 +655,7 @@ def blip_image_captioning(out: Path) -> None:
 # -- cache ----------------------------------------------------------------------
 
 _SHARED_HELPERS: tuple[Callable[..., Any], ...] = (
+    _build_vit,
     _wordpiece_vocab,
     _bert_tokenizer,
     _bert_config,

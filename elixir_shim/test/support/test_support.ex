@@ -65,6 +65,32 @@ defmodule PyBridge.TestSupport do
       else: serving
   end
 
+  @doc """
+  What a generating serving (Whisper, image-to-text) needs from one
+  repository, with the generation config configured by `config`.
+  """
+  def load_generating(repo, config) do
+    {:ok, model_info} = PyBridge.load_model(repo)
+    {:ok, featurizer} = PyBridge.load_featurizer(repo)
+    {:ok, tokenizer} = PyBridge.load_tokenizer(repo)
+    {:ok, generation_config} = PyBridge.load_generation_config(repo)
+
+    %{
+      model_info: model_info,
+      featurizer: featurizer,
+      tokenizer: tokenizer,
+      generation_config: PyBridge.configure(generation_config, config)
+    }
+  end
+
+  @doc "A fresh directory, removed when the calling test module is done."
+  def scratch_dir(label) do
+    dir = Path.join(System.tmp_dir!(), "pybridge-#{label}-#{System.unique_integer([:positive])}")
+    File.mkdir_p!(dir)
+    ExUnit.Callbacks.on_exit(fn -> File.rm_rf!(dir) end)
+    dir
+  end
+
   def os_alive?(os_pid) do
     match?({_, 0}, System.cmd("kill", ["-0", Integer.to_string(os_pid)], stderr_to_stdout: true))
   end

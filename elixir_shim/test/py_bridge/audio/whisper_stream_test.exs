@@ -9,14 +9,15 @@ defmodule PyBridge.Audio.WhisperStreamTest do
   setup_all do
     dir = tiny_model("whisper_speech_to_text")
     repo = {:local, dir}
-    {:ok, model_info} = PyBridge.load_model(repo)
-    {:ok, featurizer} = PyBridge.load_featurizer(repo)
-    {:ok, tokenizer} = PyBridge.load_tokenizer(repo)
-    {:ok, generation_config} = PyBridge.load_generation_config(repo)
-    generation_config = PyBridge.configure(generation_config, max_new_tokens: 8)
-    tmp = Path.join(System.tmp_dir!(), "pybridge-whisper-#{System.unique_integer([:positive])}")
-    File.mkdir_p!(tmp)
-    on_exit(fn -> File.rm_rf!(tmp) end)
+
+    %{
+      model_info: model_info,
+      featurizer: featurizer,
+      tokenizer: tokenizer,
+      generation_config: generation_config
+    } = load_generating(repo, max_new_tokens: 8)
+
+    tmp = scratch_dir("whisper")
 
     audio = tone(3.5, 500)
 
