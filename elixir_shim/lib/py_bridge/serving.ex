@@ -359,8 +359,9 @@ defmodule PyBridge.Serving do
 
   defp do_batched_run(pid, name, input, config, deadline) do
     {items, info} = config.preprocess.(input)
-    # Nx tensors in the items become the wire's struct here, in the caller.
-    items = Tensor.deep_to_wire(items)
+    # Nx tensors in the items become the wire's struct here, in the caller;
+    # without Nx there are none, and the items are not walked at all.
+    items = if Tensor.nx_available?(), do: Tensor.deep_to_wire(items), else: items
     check_frame_size!(items, config.max_frame_bytes)
     key = if config.streaming, do: :stream, else: :default
     ref = :erlang.monitor(:process, pid, alias: :demonitor)
